@@ -1,0 +1,32 @@
+# Quick start: `make run` (main experiment) and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test test-all bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+# The default experiment: exact regret on Covertype-shaped data, adversarial stream, all learners.
+run: $(STAMP)
+	$(PY) -m experiments.regret --dataset=covtype --stream=adv
+
+# Unit tests (slow full-size runs excluded; `make test-all` includes them).
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.throughput
+
+clean:
+	rm -rf $(VENV) .pytest_cache

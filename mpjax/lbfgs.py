@@ -1,0 +1,199 @@
+"""L-BFGS curvature memory in fixed-size ring arrays, and what it implies.
+
+The memory holds the last ``m`` accepted curvature pairs ``(s_k, y_k)`` in
+ring arrays ``s, y: f32[m, d]`` with ``rho_k = 1 / (s_k . y_k)``; ``head`` is
+the next slot to write. A slot with ``rho = 0`` is empty (never filled, or
+purged after a deletion) and is a no-op in every product, so the arrays keep
+one shape for the whole stream and the memory can ride in a ``lax.scan`` carry.
+
+Notation: s_k -> s, y_k -> y, H_0 = gamma I, B_0 = sigma I = I / gamma
+(Nocedal & Wright 2006, Alg. 7.4 and eq. 7.20; Byrd, Nocedal & Schnabel 1994).
+
+References:
+  J. Nocedal, S. Wright. Numerical Optimization, 2nd ed., 2006, ch. 7.
+  R. Byrd, J. Nocedal, R. Schnabel. Representations of quasi-Newton matrices and
+  their use in limited memory methods. Math. Programming 63, 1994.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "LbfgsMemory",
+    "init",
+    "push",
+    "purge",
+    "initial_scale",
+    "two_loop",
+    "compact_form",
+    "eigen_bounds",
+]
+
+
+class LbfgsMemory(NamedTuple):
+    s: jax.Array  # f[m, d] parameter differences
+    y: jax.Array  # f[m, d] gradient differences (ridge term included by the caller)
+    rho: jax.Array  # f[m] 1 / (s . y); 0 marks an empty slot
+    tag: jax.Array  # i32[m] id of the sample that produced the pair; -1 when empty
+    head: jax.Array  # i32[] next slot to write
+    size: jax.Array  # i32[] number of non-empty slots
+
+
+def init(memory_size: int, dim: int, dtype=jnp.float32) -> LbfgsMemory:
+    """An empty memory of ``memory_size`` pairs in dimension ``dim``."""
+    if memory_size < 1:
+        raise ValueError(f"memory_size must be >= 1, got {memory_size}")
+    return LbfgsMemory(
+        s=jnp.zeros((memory_size, dim), dtype),
+        y=jnp.zeros((memory_size, dim), dtype),
+        rho=jnp.zeros((memory_size,), dtype),
+        tag=jnp.full((memory_size,), -1, jnp.int32),
+        head=jnp.zeros((), jnp.int32),
+        size=jnp.zeros((), jnp.int32),
+    )
+
+
+def push(
+    mem: LbfgsMemory, s: jax.Array, y: jax.Array, tag: jax.Array | int = -1, eps: float = 1e-8
+) -> tuple[LbfgsMemory, jax.Array]:
+    """Writes the pair ``(s, y)`` at ``head`` unless its curvature is too small.
+
+    A pair with ``s . y <= eps * |s| |y|`` is skipped (online streams have no
+    line search, so negative or vanishing curvature occurs) and the old memory
+    is returned unchanged.
+
+    Returns:
+      ``(memory, accepted)`` with ``accepted`` a bool scalar.
+    """
+    m = mem.s.shape[0]
+    sy = jnp.dot(s, y)
+    accepted = sy > eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+    safe_sy = jnp.where(accepted, sy, 1.0)
+    was_empty = mem.rho[mem.head] == 0
+    new = LbfgsMemory(
+        s=mem.s.at[mem.head].set(s),
+        y=mem.y.at[mem.head].set(y),
+        rho=mem.rho.at[mem.head].set(1.0 / safe_sy),
+        tag=mem.tag.at[mem.head].set(jnp.asarray(tag, jnp.int32)),
+        head=(mem.head + 1) % m,
+        size=mem.size + was_empty.astype(jnp.int32),
+    )
+    out = jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b), new, mem)
+    return out, accepted
+
+
+def purge(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
+    """Empties every slot whose pair came from sample ``tag`` (no-op for -1)."""
+    hit = (mem.tag == tag) & (mem.tag >= 0)
+    keep = ~hit
+    return LbfgsMemory(
+        s=jnp.where(keep[:, None], mem.s, 0),
+        y=jnp.where(keep[:, None], mem.y, 0),
+        rho=jnp.where(keep, mem.rho, 0),
+        tag=jnp.where(keep, mem.tag, -1),
+        head=mem.head,
+        size=jnp.sum(keep & (mem.rho != 0)).astype(jnp.int32),
+    )
+
+
+def initial_scale(mem: LbfgsMemory) -> jax.Array:
+    """gamma = s.y / y.y of the newest stored pair (N&W eq. 7.20); 1 when empty."""
+    m = mem.s.shape[0]
+    valid = mem.rho != 0
+    age = (jnp.arange(m) - mem.head) % m  # 0 = oldest slot position, m-1 = newest
+    newest = jnp.argmax(jnp.where(valid, age, -1))
+    s, y = mem.s[newest], mem.y[newest]
+    yy = jnp.dot(y, y)
+    ok = valid[newest] & (yy > 0)
+    return jnp.where(ok, jnp.dot(s, y) / jnp.where(ok, yy, 1.0), 1.0).astype(mem.s.dtype)
+
+
+def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> jax.Array:
+    """The product ``H g`` of the L-BFGS inverse-Hessian approximation with ``g``.
+
+    Args:
+      mem: the curvature memory.
+      g: f[d] vector (usually a gradient).
+      gamma: scale of H_0 = gamma I; defaults to :func:`initial_scale`.
+
+    Returns:
+      f[d], ``H g``. With an empty memory this is ``gamma * g``.
+    """
+    m = mem.s.shape[0]
+    if gamma is None:
+        gamma = initial_scale(mem)
+
+    def newest_first(j, carry):
+        q, alpha = carry
+        i = (mem.head - 1 - j) % m
+        a = mem.rho[i] * jnp.dot(mem.s[i], q)
+        return q - a * mem.y[i], alpha.at[i].set(a)
+
+    q, alpha = lax.fori_loop(0, m, newest_first, (g, jnp.zeros_like(mem.rho)))
+    r = gamma * q
+
+    def oldest_first(j, r):
+        i = (mem.head + j) % m
+        b = mem.rho[i] * jnp.dot(mem.y[i], r)
+        return r + (alpha[i] - b) * mem.s[i]
+
+    return lax.fori_loop(0, m, oldest_first, r)
+
+
+def compact_form(mem: LbfgsMemory, gamma: jax.Array | None = None):
+    """The compact representation ``B = sigma I - W K^{-1} W^T`` (BNS 1994, Thm 2.3).
+
+    Pairs are taken oldest first; empty slots get zero columns in ``W`` and an
+    identity row/column in ``K`` so they contribute nothing.
+
+    Returns:
+      ``(sigma, W, K)`` with ``W: f[d, 2m]`` and ``K: f[2m, 2m]``.
+    """
+    m = mem.s.shape[0]
+    if gamma is None:
+        gamma = initial_scale(mem)
+    sigma = 1.0 / gamma
+    order = (mem.head + jnp.arange(m)) % m
+    valid = mem.rho[order] != 0
+    s = jnp.where(valid[:, None], mem.s[order], 0)  # f[m, d], oldest first
+    y = jnp.where(valid[:, None], mem.y[order], 0)
+    sy = s @ y.T  # sy[i, j] = s_i . y_j
+    lower = jnp.tril(sy, k=-1)  # L: i > j (pair i newer than pair j)
+    diag = jnp.diagonal(sy)
+    top = jnp.concatenate([sigma * (s @ s.T), lower], axis=1)
+    bottom = jnp.concatenate([lower.T, -jnp.diag(diag)], axis=1)
+    k = jnp.concatenate([top, bottom], axis=0)
+    both = jnp.concatenate([valid, valid])
+    pair_ok = both[:, None] & both[None, :]
+    k = jnp.where(pair_ok, k, jnp.eye(2 * m, dtype=k.dtype))
+    w = jnp.concatenate([sigma * s, y], axis=0).T  # f[d, 2m]
+    return sigma, w, k
+
+
+def eigen_bounds(mem: LbfgsMemory, gamma: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Eigenvalue bounds ``(c, C)`` of the L-BFGS inverse-Hessian operator ``H``.
+
+    ``c = lambda_min(H)`` and ``C = lambda_max(H)``, computed exactly from the
+    compact form of ``B = H^{-1}``: B equals ``sigma`` on the orthogonal
+    complement of span(S, Y), and on that span it is the small matrix
+    ``sigma I - R K^{-1} R^T`` where ``W = Q R``. Cost O(d m^2 + m^3); no d x d
+    matrix is formed when d > 2m. An empty memory gives ``(gamma, gamma)``,
+    i.e. (1, 1) with the default scale.
+    """
+    d, m = mem.s.shape[1], mem.s.shape[0]
+    sigma, w, k = compact_form(mem, gamma)
+    if d > 2 * m:
+        q, r = jnp.linalg.qr(w)
+        small = sigma * jnp.eye(2 * m, dtype=w.dtype) - r @ jnp.linalg.solve(k, r.T)
+        eig_b = jnp.linalg.eigvalsh(0.5 * (small + small.T))
+        lo_b = jnp.minimum(jnp.min(eig_b), sigma)
+        hi_b = jnp.maximum(jnp.max(eig_b), sigma)
+    else:
+        b = sigma * jnp.eye(d, dtype=w.dtype) - w @ jnp.linalg.solve(k, w.T)
+        eig_b = jnp.linalg.eigvalsh(0.5 * (b + b.T))
+        lo_b, hi_b = jnp.min(eig_b), jnp.max(eig_b)
+    tiny = jnp.finfo(w.dtype).tiny
+    return 1.0 / hi_b, 1.0 / jnp.maximum(lo_b, tiny)

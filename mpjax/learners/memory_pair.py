@@ -1,0 +1,112 @@
+"""Memory-Pair learner: online L-BFGS insert on a linear model.
+
+Each sample is one quasi-Newton step on the regularised per-sample objective
+f_t(w) = l_t(w) + lambda/2 |w|^2 (lambda-strongly convex):
+
+  g   = clip(grad l_t(w), G) + lambda w
+  p   = H g                      (two-loop product over the ring memory)
+  w'  = w - step,  step = eta_t p, shrunk to norm <= max_step
+  s   = w' - w,  y = grad f_t(w') - grad f_t(w) = (l'(x.w') - l'(x.w)) x + lambda s
+  push (s, y) unless s.y <= eps |s||y|   (curvature pair of the same sample, ridge included)
+
+with eta_t = learning_rate / sqrt(t), t = 1, 2, ... The decaying step and the
+step-norm cap keep the iterates bounded on bounded features; the gradient clip
+at G is what the deletion's sensitivity bound G/lambda relies on.
+
+Each pair is tagged with the id of the sample that produced it, so a deletion
+can purge it (see :mod:`mpjax.unlearning`).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mpjax import lbfgs, losses
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, grad_clip
+
+__all__ = ["MemoryPairState", "make", "insert"]
+
+
+class MemoryPairState(NamedTuple):
+    w: jax.Array  # f[d]
+    memory: lbfgs.LbfgsMemory  # ring of curvature pairs
+    t: jax.Array  # i32[] insert steps taken
+    key: jax.Array  # PRNG key (deletion noise)
+
+
+class _Hyper(NamedTuple):
+    fn: losses.Loss
+    learning_rate: float
+    l2: float
+    clip_norm: float | None
+    max_step: float | None
+    curvature_eps: float
+
+
+def make(
+    memory_size: int = 10,
+    learning_rate: float = 0.5,
+    l2: float = 1e-2,
+    loss: str = "squared",
+    clip_norm: float | None = 1.0,
+    max_step: float | None = 1.0,
+    curvature_eps: float = 1e-8,
+) -> Learner:
+    """The Memory-Pair insert learner.
+
+    Args:
+      memory_size: m, the number of curvature pairs in the ring.
+      learning_rate: eta in eta_t = eta / sqrt(t).
+      l2: ridge strength lambda (> 0); also the strong-convexity constant.
+      loss: "squared" or "logistic".
+      clip_norm: G, loss gradients are clipped to this norm (None: off).
+      max_step: cap on the norm of one update (None: off).
+      curvature_eps: pairs with s.y <= eps |s||y| are skipped.
+    """
+    if not isinstance(memory_size, int) or memory_size < 1:
+        raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
+    check_positive(learning_rate=learning_rate, l2=l2)
+    check_nonnegative(curvature_eps=curvature_eps)
+    for name, value in (("clip_norm", clip_norm), ("max_step", max_step)):
+        if value is not None:
+            check_positive(**{name: value})
+    hyper = _Hyper(losses.get(loss), learning_rate, l2, clip_norm, max_step, curvature_eps)
+
+    def init(dim, key):
+        w = jnp.zeros((dim,), float)
+        return MemoryPairState(
+            w, lbfgs.init(memory_size, dim, w.dtype), jnp.zeros((), jnp.int32), key
+        )
+
+    def step(state, x, y):
+        return insert(hyper, state, x, y, state.t)
+
+    def predict(state, x):
+        return jnp.dot(x, state.w)
+
+    def loss_fn(state, x, y):
+        return hyper.fn.value(state.w, x, y)
+
+    return Learner(init, step, predict, loss_fn, hyper)
+
+
+def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag):
+    """One insert step; returns ``(state, loss before the update)``."""
+    fn = hyper.fn
+    z = jnp.dot(x, state.w)
+    loss = fn.margin_value(z, y)
+    g_loss = grad_clip(fn.dmargin(z, y) * x, hyper.clip_norm)
+    g = g_loss + hyper.l2 * state.w
+    p = lbfgs.two_loop(state.memory, g)
+    eta = hyper.learning_rate * jax.lax.rsqrt(jnp.asarray(state.t + 1, g.dtype))
+    step = eta * p
+    if hyper.max_step is not None:
+        norm = jnp.linalg.norm(step)
+        step = step * jnp.minimum(1.0, hyper.max_step / jnp.maximum(norm, jnp.finfo(g.dtype).tiny))
+    w = state.w - step
+    s = w - state.w
+    # The pair records the true curvature of f_t along s (unclipped gradients).
+    y_pair = (fn.dmargin(jnp.dot(x, w), y) - fn.dmargin(z, y)) * x + hyper.l2 * s
+    memory, _ = lbfgs.push(state.memory, s, y_pair, tag, hyper.curvature_eps)
+    return MemoryPairState(w, memory, state.t + 1, state.key), loss

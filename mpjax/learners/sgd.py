@@ -1,0 +1,98 @@
+"""Online (projected) gradient descent with step sizes eta / sqrt(t).
+
+Update (Zinkevich 2003): w_{t+1} = Pi_R(w_t - eta_t (clip(grad l_t(w_t)) + lambda w_t)),
+eta_t = learning_rate / sqrt(t), t = 1, 2, ... Built from optax transformations
+(clip, weight decay, schedule); the ball projection Pi_R is optional.
+
+References:
+  M. Zinkevich. Online convex programming and generalized infinitesimal
+  gradient ascent. ICML 2003.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mpjax import losses
+from mpjax.learners.base import Learner, check_nonnegative, check_positive
+
+__all__ = ["SgdState", "make"]
+
+
+class SgdState(NamedTuple):
+    w: jax.Array  # f[d]
+    opt_state: optax.OptState  # clip / decay / schedule states (the schedule holds the step count)
+    t: jax.Array  # i32[] samples seen
+
+
+def _chain(l2, clip_norm, preconditioner=None):
+    """The optax stages before the step size: clip, ridge decay, preconditioner."""
+    parts = []
+    if clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(clip_norm))
+    if l2:
+        parts.append(optax.add_decayed_weights(l2))
+    if preconditioner is not None:
+        parts.append(preconditioner)
+    return parts
+
+
+def make(
+    learning_rate: float = 0.5,
+    l2: float = 1e-3,
+    loss: str = "squared",
+    clip_norm: float | None = 10.0,
+    radius: float | None = None,
+) -> Learner:
+    """Online SGD.
+
+    Args:
+      learning_rate: eta in eta_t = eta / sqrt(t).
+      l2: ridge strength lambda added to each gradient.
+      loss: "squared" or "logistic".
+      clip_norm: gradients of the loss are clipped to this norm (None: off).
+        Keeps the iterates finite on unscaled features.
+      radius: optional Euclidean ball the weights are projected onto.
+
+    Returns:
+      A scalar-output :class:`Learner`.
+    """
+    check_positive(learning_rate=learning_rate)
+    check_nonnegative(l2=l2)
+    if clip_norm is not None:
+        check_positive(clip_norm=clip_norm)
+    if radius is not None:
+        check_positive(radius=radius)
+    fn = losses.get(loss)
+    schedule = lambda count: -learning_rate * jax.lax.rsqrt(jnp.asarray(count + 1, float))
+    tx = optax.chain(*_chain(l2, clip_norm), optax.scale_by_schedule(schedule))
+    return _first_order_learner(tx, fn, radius, SgdState)
+
+
+def _first_order_learner(tx, fn, radius, state_cls):
+    """A Learner around an optax transformation; shared with AdaGrad."""
+
+    def init(dim, key):
+        del key
+        w = jnp.zeros((dim,), float)  # float32, or float64 under jax.enable_x64
+        return state_cls(w, tx.init(w), jnp.zeros((), jnp.int32))
+
+    def step(state, x, y):
+        z = jnp.dot(x, state.w)
+        loss = fn.margin_value(z, y)
+        g = fn.dmargin(z, y) * x
+        updates, opt_state = tx.update(g, state.opt_state, state.w)
+        w = optax.apply_updates(state.w, updates)
+        if radius is not None:
+            w = optax.projections.projection_l2_ball(w, radius)
+        return state_cls(w.astype(state.w.dtype), opt_state, state.t + 1), loss
+
+    def predict(state, x):
+        return jnp.dot(x, state.w)
+
+    def loss_fn(state, x, y):
+        return fn.value(state.w, x, y)
+
+    return Learner(init, step, predict, loss_fn)

@@ -1,0 +1,193 @@
+"""The learner protocol, checked the same way for every learner (STYLE.md, Tests)."""
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+from mpjax import learners
+from mpjax import run as run_lib
+from tests.utils import TestCase, assert_finite, assert_same_struct, variants
+
+NAMES = tuple(learners.LEARNERS)
+D, K, N, T = 6, 3, 64, 200
+
+
+class Stream(NamedTuple):
+    idx: jax.Array
+    aux: jax.Array
+    direction: jax.Array
+
+
+def _data(seed=0, n=N, d=D, k=K, scale=1.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    x = rng.normal(size=(n, d)) + np.eye(k, d)[labels] * 2
+    x = scale * x / np.linalg.norm(x, axis=1, keepdims=True)
+    return jnp.asarray(x, jnp.float32), jnp.asarray(np.eye(k)[labels], jnp.float32)
+
+
+def _iid_stream(key, t=T, n=N, d=D):
+    return Stream(jax.random.randint(key, (t,), 0, n), jnp.zeros((t,)), jnp.zeros((d,)))
+
+
+class ContractTest(TestCase):
+    @variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*NAMES)
+    def test_step_keeps_structure_and_returns_scalar_loss(self, name):
+        learner = learners.get(name)
+        state = learner.init(D, jax.random.key(0))
+        x, y = _data()
+        step = self.variant(learner.step)
+        new_state, loss = step(state, x[0], y[0, 0])
+        chex.assert_shape(loss, ())
+        assert_same_struct(state, new_state)
+        assert_finite(new_state)
+
+    @variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*NAMES)
+    def test_multi_output_keeps_structure(self, name):
+        learner = learners.multi_output(learners.get(name), K)
+        state = learner.init(D, jax.random.key(0))
+        x, y = _data()
+        new_state, loss = self.variant(learner.step)(state, x[0], y[0])
+        chex.assert_shape(loss, ())
+        chex.assert_shape(learner.predict(new_state, x[1]), (K,))
+        assert_same_struct(state, new_state)
+
+    @parameterized.parameters(*NAMES)
+    def test_loss_is_measured_before_the_update(self, name):
+        learner = learners.get(name)
+        state = learner.init(D, jax.random.key(0))
+        x, y = _data()
+        for i in range(5):  # move away from w = 0 first
+            state, _ = learner.step(state, x[i], y[i, 0])
+        expected = learner.loss(state, x[10], y[10, 0])
+        _, loss = learner.step(state, x[10], y[10, 0])
+        np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+class RunnerTest(TestCase):
+    def _runner(self, name, t=T):
+        learner = learners.multi_output(learners.get(name), K)
+        return run_lib.make_runner(learner, D, lambda key: _iid_stream(key, t))
+
+    @parameterized.parameters(*NAMES)
+    def test_same_key_bit_identical_different_key_differs(self, name):
+        x, y = _data()
+        runner = jax.jit(self._runner(name))
+        a = runner(jax.random.key(1), x, y)
+        b = runner(jax.random.key(1), x, y)
+        c = runner(jax.random.key(2), x, y)
+        chex.assert_trees_all_equal(a, b)
+        assert not np.array_equal(np.asarray(a.loss), np.asarray(c.loss))
+        chex.assert_tree_all_finite(a.loss)
+
+    @parameterized.parameters(*NAMES)
+    def test_jit_matches_eager(self, name):
+        x, y = _data()
+        runner = self._runner(name, t=40)
+        key = jax.random.key(3)
+        chex.assert_trees_all_close(jax.jit(runner)(key, x, y).loss, runner(key, x, y).loss, rtol=1e-5, atol=1e-6)
+
+    @parameterized.parameters(*NAMES)
+    def test_vmap_seed_i_equals_single_run(self, name):
+        x, y = _data()
+        runner = self._runner(name)
+        keys = run_lib.seed_keys(7, 4)
+        batched = jax.jit(jax.vmap(runner, in_axes=(0, None, None)))(keys, x, y)
+        single = jax.jit(runner)
+        for i in range(4):
+            one = single(keys[i], x, y)
+            np.testing.assert_allclose(batched.loss[i], one.loss, rtol=2e-5, atol=1e-6)
+            np.testing.assert_array_equal(batched.row[i], one.row)
+
+    @parameterized.parameters(*NAMES)
+    def test_one_compile_per_configuration(self, name):
+        chex.clear_trace_counter()  # counts are per code object, shared across parameters
+        x, y = _data()
+        counted = chex.assert_max_traces(self._runner(name, t=50), n=1)
+        runner = jax.jit(jax.vmap(counted, in_axes=(0, None, None)))
+        runner(run_lib.seed_keys(0, 2), x, y)
+        x2, y2 = _data(seed=1)
+        runner(run_lib.seed_keys(1, 2), x2, y2)  # new values, same shapes: no retrace
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", ["norm_1e3", "rank_deficient"])
+def test_long_stream_stays_finite_on_hard_inputs(name, case):
+    """2,000 steps on unscaled features (norm 1e3) and on a rank-2 stream stay finite."""
+    rng = np.random.default_rng(11)
+    t = 2000
+    if case == "norm_1e3":
+        x, y = _data(seed=2, n=256, scale=1e3)
+    else:
+        basis = rng.normal(size=(2, D))
+        x = jnp.asarray(rng.normal(size=(256, 2)) @ basis, jnp.float32)
+        y = jnp.asarray(np.eye(K)[rng.integers(0, K, 256)], jnp.float32)
+    learner = learners.multi_output(learners.get(name), K)
+    runner = run_lib.make_runner(learner, D, lambda key: _iid_stream(key, t, n=256))
+    trace = jax.jit(runner)(jax.random.key(0), x, y)
+    chex.assert_tree_all_finite(trace.loss)
+    state = learner.init(D, jax.random.key(0))
+    final, _ = jax.jit(lambda s: run_lib.run(learner, s, x, y, _iid_stream(jax.random.key(0), t, n=256)))(state)
+    assert_finite(final)
+
+
+def test_unknown_learner_lists_valid_names():
+    with pytest.raises(ValueError, match="memorypair, sgd, adagrad, ons, rls"):
+        learners.get("newton")
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [("sgd", {"learning_rate": -1.0}), ("memorypair", {"memory_size": 0}), ("rls", {"l2": 0.0}), ("ons", {"gamma": float("nan")})],
+)
+def test_bad_hyperparameters_are_refused(name, kwargs):
+    with pytest.raises(ValueError):
+        learners.get(name, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_validate_data_refuses_non_finite_input(bad):
+    x, y = _data()
+    x = np.array(x)
+    x[5, 2] = bad
+    with pytest.raises(ValueError, match=r"non-finite.*first at index \(5, 2\)"):
+        run_lib.validate_data(x, np.asarray(y))
+    with pytest.raises(ValueError, match="targets"):
+        yy = np.array(y)
+        yy[0, 0] = bad
+        run_lib.validate_data(np.asarray(_data()[0]), yy)
+
+
+def test_validate_data_refuses_wrong_shapes():
+    x, y = _data()
+    with pytest.raises(ValueError, match="2-D"):
+        run_lib.validate_data(np.asarray(x)[0], np.asarray(y))
+    with pytest.raises(ValueError, match="rows"):
+        run_lib.validate_data(np.asarray(x), np.asarray(y)[:-1])
+
+
+def test_adaptive_stream_picks_the_max_loss_candidate():
+    """The adversary's pick equals a NumPy re-computation of the candidates' losses."""
+    x, y = _data(seed=4)
+    learner = learners.multi_output(learners.get("sgd"), K)
+    t, k = 60, 5
+    pools = jax.random.randint(jax.random.key(9), (t, k), 0, N)
+    stream = Stream(pools, jnp.zeros((t,)), jnp.zeros((D,)))
+    state0 = learner.init(D, jax.random.key(0))
+    _, trace = run_lib.run(learner, state0, x, y, stream)
+    # Replay host-side: at each step recompute candidate losses with the current weights.
+    state = state0
+    xn, yn, pools_np = np.asarray(x), np.asarray(y), np.asarray(pools)
+    for step in range(t):
+        w = np.asarray(state.w)  # [K, D]
+        cand = pools_np[step]
+        losses = 0.5 * (((xn[cand] @ w.T) - yn[cand]) ** 2).sum(axis=1)
+        assert int(trace.row[step]) == int(cand[np.argmax(losses)])
+        state, _ = learner.step(state, x[trace.row[step]], y[trace.row[step]])
