@@ -1,0 +1,274 @@
+"""Host-side helpers shared by the experiments: safe output, metadata, statistics, plots.
+
+Everything an experiment writes goes through the atomic writers here (temporary
+file in the same folder, then ``os.replace``), so a crash never leaves a
+half-written CSV, JSON, NPZ or PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import io
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "COLORS",
+    "ResultsExistError",
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "write_csv",
+    "write_npz",
+    "save_figure",
+    "resolve_workdir",
+    "guard_existing",
+    "config_hash",
+    "provenance_metadata",
+    "t_quantile_975",
+    "mean_ci",
+    "Stopwatch",
+    "format_table",
+]
+
+# Plot colours, cycled in this order before any other (STYLE.md).
+COLORS = ("black", "red", "blue", "brown", "purple", "green")
+
+PACKAGES = ("jax", "jaxlib", "optax", "chex", "numpy", "pandas", "matplotlib", "ml-collections", "absl-py")
+
+
+class ResultsExistError(RuntimeError):
+    """Earlier results with a different configuration would be overwritten."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> pathlib.Path:
+    """Writes ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path, text: str) -> pathlib.Path:
+    return atomic_write(path, text.encode())
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, pathlib.Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path, obj: Mapping[str, Any]) -> pathlib.Path:
+    """Strict JSON (NaN/Inf become null), sorted keys, atomically."""
+    text = json.dumps(_finite_or_none(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def write_csv(path, frame) -> pathlib.Path:
+    """A pandas DataFrame as CSV (full float precision), atomically."""
+    return write_text(path, frame.to_csv(index=False, float_format="%.10g"))
+
+
+def write_npz(path, **arrays) -> pathlib.Path:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write(path, buf.getvalue())
+
+
+def save_figure(fig, path, dpi: int = 130) -> pathlib.Path:
+    """Saves a matplotlib figure as PNG atomically (deterministic metadata)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return atomic_write(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def resolve_workdir(workdir: str, root: str | os.PathLike | None = None) -> pathlib.Path:
+    """The results folder, refused if it escapes the project (or ``root``).
+
+    A relative ``workdir`` is taken under ``root`` (default: the current
+    directory); ``..`` components or symlinks that lead outside it are refused,
+    so a run-folder name can never write over unrelated files. An absolute
+    path is accepted as the user's explicit choice.
+    """
+    if not workdir or not str(workdir).strip():
+        raise ValueError("workdir must be a non-empty path")
+    p = pathlib.Path(workdir).expanduser()
+    if p.is_absolute():
+        return p
+    base = pathlib.Path(root or os.getcwd()).resolve()
+    resolved = (base / p).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(f"workdir {workdir!r} escapes its parent folder {str(base)!r}; refusing to write there")
+    return resolved
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short stable hash of a resolved configuration (for rerun detection)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def guard_existing(meta_path: pathlib.Path, new_hash: str, overwrite: bool) -> None:
+    """Refuses to replace results made with a different configuration.
+
+    A rerun of the same configuration (same hash recorded in the metadata)
+    may replace its own files: the results are deterministic. Anything else
+    needs ``overwrite=True`` or another workdir.
+    """
+    if overwrite or not meta_path.exists():
+        return
+    try:
+        old = json.loads(meta_path.read_text()).get("config_hash")
+    except (OSError, ValueError):
+        old = None
+    if old != new_hash:
+        raise ResultsExistError(
+            f"{meta_path} holds results of a different configuration (hash {old}, now {new_hash}); "
+            "pass --overwrite to replace them or choose another --workdir"
+        )
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance_metadata() -> dict[str, Any]:
+    """Git commit, package versions, backend and host: what every result folder records."""
+    import jax
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "x64": bool(jax.config.jax_enable_x64),
+        "created_unix": time.time(),
+    }
+
+
+# --------------------------------------------------------------------------- statistics
+
+# Two-sided 95% Student-t quantiles t_{0.975, nu} for nu = 1..30 (standard tables).
+_T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)
+
+
+def t_quantile_975(nu: int) -> float:
+    """t_{0.975, nu}: the table for nu <= 30, a Cornish-Fisher expansion beyond (error < 1e-4)."""
+    if nu < 1:
+        return math.nan
+    if nu <= 30:
+        return _T975[nu - 1]
+    z = 1.959963984540054
+    return z + (z**3 + z) / (4 * nu) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * nu**2)
+
+
+def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% Student-t interval over ``axis`` (NaNs ignored); one replicate gives lo = hi = mean."""
+    v = np.asarray(values, np.float64)
+    n = np.sum(np.isfinite(v), axis=axis)
+    mean = np.nanmean(v, axis=axis)
+    if v.shape[axis] < 2:
+        return mean, mean.copy(), mean.copy()
+    sd = np.nanstd(v, axis=axis, ddof=1)
+    q = np.vectorize(lambda k: t_quantile_975(int(k) - 1))(np.atleast_1d(n)).reshape(np.shape(n))
+    half = q * sd / np.sqrt(np.maximum(n, 1))
+    return mean, mean - half, mean + half
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds``."""
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._t0
+        return False
+
+
+def format_table(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    """A plain fixed-width text table for the end-of-run summary."""
+    rows = list(rows)
+
+    def fmt(v):
+        if isinstance(v, float):
+            return "nan" if not math.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join([line, sep, *body])

@@ -1,0 +1,226 @@
+"""The regret experiment end to end: exact values, files, reruns, crashes, flags, sharding."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from tqdm import tqdm
+
+from configs.regret import get_config
+from experiments import common
+from experiments import regret as exp
+from mpjax.data import Dataset
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _dataset(x, labels, k, name="covtype"):
+    x = np.asarray(x, np.float32)
+    labels = np.asarray(labels, np.int32)
+    return Dataset(name=name, x=x, y=np.eye(k, dtype=np.float32)[labels], labels=labels, num_classes=k,
+                   raw=x[:, :-1].copy(), image_shape=None, provenance="simulated", source="test fixture")
+
+
+def _cfg(**overrides):
+    cfg = get_config()
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def _run(cfg, data, kind, algos, workdir):
+    with tqdm(disable=True) as bar:
+        return exp.run_cell(cfg, data, kind, algos, pathlib.Path(workdir), bar)
+
+
+def test_hand_made_three_step_stream_gives_exact_csv_values(tmp_path):
+    """Three identical samples x = 1 of class 0 (K = 2, d = 1), SGD with eta/sqrt(t), no ridge, no clip.
+
+    Output 0 regresses 1, output 1 regresses 0 and never moves. By hand:
+    theta_1 = 0; theta_{t+1} = theta_t - eta/sqrt(t) (theta_t - 1).
+    Comparator: min_theta 1/2 t (theta - 1)^2 + lam/2 theta^2 = 1/2 t lam / (t + lam).
+    """
+    eta, lam = 0.5, 0.3
+    data = _dataset([[1.0]] * 3, [0, 0, 0], 2)
+    cfg = _cfg(T=3, num_seeds=2, lam=lam, **{"learners.sgd.learning_rate": eta, "learners.sgd.l2": 0.0,
+                                             "learners.sgd.clip_norm": None})
+    _run(cfg, data, "iid", ["sgd"], tmp_path)
+    frame = pd.read_csv(tmp_path / "covtype_iid_sgd.csv")
+    theta, cum, expected = 0.0, 0.0, []
+    for t in (1, 2, 3):
+        cum += 0.5 * (theta - 1.0) ** 2
+        comp = 0.5 * t * lam / (t + lam)
+        expected.append((t, cum - comp, cum, comp))
+        theta -= eta / np.sqrt(t) * (theta - 1.0)
+    expected = np.array(expected)
+    np.testing.assert_array_equal(frame["step"], [1, 2, 3])
+    np.testing.assert_allclose(frame["regret"], expected[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(frame["cum_loss"], expected[:, 2], rtol=1e-6)
+    np.testing.assert_allclose(frame["comparator_loss"], expected[:, 3], rtol=1e-9)
+    # Both seeds see the same numbers, so the band collapses onto the mean.
+    np.testing.assert_allclose(frame["regret_lo"], frame["regret"], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One small real run of the pipeline (simulated covtype rows, drift stream, two learners)."""
+    rng = np.random.default_rng(0)
+    n, k = 400, 3
+    labels = rng.integers(0, k, n)
+    raw = rng.normal(size=(n, 4)) + np.eye(k, 4)[labels] * 2
+    x = np.concatenate([raw, np.ones((n, 1))], axis=1)
+    scale = np.linalg.norm(x, axis=1).max()
+    data = Dataset(name="covtype", x=(x / scale).astype(np.float32), y=np.eye(k, dtype=np.float32)[labels],
+                   labels=labels.astype(np.int32), num_classes=k, raw=raw.astype(np.float32), image_shape=None,
+                   provenance="simulated", source="test fixture", feature_scale=float(scale))
+    cfg = _cfg(T=2000, num_seeds=3, window=500, comparator_block=100)
+    workdir = tmp_path_factory.mktemp("regret")
+    rows, _ = _run(cfg, data, "drift", ["memorypair", "rls"], workdir)
+    return cfg, data, workdir, rows
+
+
+def test_csv_columns_rows_and_values(small_run):
+    cfg, _, workdir, _ = small_run
+    for algo in ("memorypair", "rls"):
+        frame = pd.read_csv(workdir / f"covtype_drift_{algo}.csv")
+        assert list(frame.columns[:6]) == ["step", "regret", "regret_lo", "regret_hi", "cum_loss", "comparator_loss"]
+        assert "dynamic_regret" in frame.columns
+        assert len(frame) >= 500 or len(frame) == cfg.T
+        assert frame["step"].is_monotonic_increasing and frame["step"].iloc[-1] == cfg.T
+        assert np.isfinite(frame.to_numpy(dtype=float)).all()
+        assert (frame["regret_lo"] <= frame["regret"] + 1e-9).all() and (frame["regret"] <= frame["regret_hi"] + 1e-9).all()
+        np.testing.assert_allclose(frame["regret"], frame["cum_loss"] - frame["comparator_loss"], rtol=1e-6, atol=1e-6)
+
+
+def test_comparator_in_outputs_equals_numpy_ridge_at_random_checkpoints(small_run):
+    """The per-seed comparator equals a NumPy ridge solve over the rows the learner saw."""
+    import jax
+    import jax.numpy as jnp
+
+    from mpjax import run as run_lib
+    from mpjax import streams
+
+    cfg, data, workdir, _ = small_run
+    z = np.load(workdir / "covtype_drift_rls.npz")
+    keys = run_lib.seed_keys(cfg.seed, cfg.num_seeds)
+    transform = streams.make_transform(data, "drift")
+    rng = np.random.default_rng(5)
+    for s in range(cfg.num_seeds):
+        st = streams.make_stream("drift", run_lib.purpose_key(keys[s], run_lib.TAG_STREAM), jnp.asarray(data.labels),
+                                 cfg.T, num_classes=3, is_image=False, raw_dim=4)
+        feats = np.asarray(jax.vmap(transform, in_axes=(0, 0, None))(jnp.asarray(data.raw)[st.idx], st.aux, st.direction),
+                           np.float64)
+        y = data.y[np.asarray(st.idx)].astype(np.float64)
+        for t in rng.choice(z["steps"], 4, replace=False):
+            xt, yt = feats[:t], y[:t]
+            w = np.linalg.solve(cfg.lam * np.eye(5) + xt.T @ xt, xt.T @ yt)
+            ref = 0.5 * np.sum((xt @ w - yt) ** 2) + 0.5 * cfg.lam * np.sum(w * w)
+            i = int(np.searchsorted(z["steps"], t))
+            np.testing.assert_allclose(z["comparator"][s, i], ref, rtol=1e-6)
+
+
+def test_json_metadata_has_every_field(small_run):
+    _, _, workdir, _ = small_run
+    meta = json.loads((workdir / "covtype_drift_memorypair.json").read_text())
+    for field in ("config", "config_hash", "git_commit", "packages", "backend", "data_provenance", "data_source",
+                  "compile_seconds", "run_seconds", "slopes", "slope_mean", "slope_ci95", "verdict",
+                  "final_regret_mean", "dynamic_window", "comparator_path_length_mean", "T", "num_seeds"):
+        assert field in meta, field
+    assert meta["data_provenance"] == "simulated"
+    assert len(meta["slopes"]) == 3
+
+
+def test_png_files_are_real_images(small_run):
+    _, _, workdir, _ = small_run
+    for name in ("covtype_drift_memorypair.png", "covtype_drift_rls.png", "covtype_drift.png"):
+        path = workdir / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = matplotlib.image.imread(path)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+        assert img[..., :3].std() > 0.01  # not blank
+
+
+def test_rerun_reproduces_csv_bit_for_bit_and_guards_other_configs(small_run, tmp_path):
+    cfg, data, workdir, _ = small_run
+    _run(cfg, data, "drift", ["memorypair"], tmp_path)
+    assert (tmp_path / "covtype_drift_memorypair.csv").read_bytes() == (workdir / "covtype_drift_memorypair.csv").read_bytes()
+    # Same configuration again in the same folder: allowed, identical.
+    _run(cfg, data, "drift", ["memorypair"], tmp_path)
+    assert (tmp_path / "covtype_drift_memorypair.csv").read_bytes() == (workdir / "covtype_drift_memorypair.csv").read_bytes()
+    # A different configuration must not silently replace it.
+    other = _cfg(T=2000, num_seeds=3, window=500, comparator_block=100, lam=0.5)
+    with pytest.raises(common.ResultsExistError, match="--overwrite"):
+        _run(other, data, "drift", ["memorypair"], tmp_path)
+
+
+def test_crash_during_write_leaves_no_partial_csv(tmp_path, monkeypatch):
+    data = _dataset([[1.0]] * 3, [0, 0, 0], 2)
+    cfg = _cfg(T=3, num_seeds=1)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, data, "iid", ["sgd"], tmp_path)
+    assert not (tmp_path / "covtype_iid_sgd.csv").exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary files left either
+
+
+def test_workdir_that_escapes_its_parent_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="escapes"):
+        common.resolve_workdir("../../elsewhere", root=tmp_path)
+    assert common.resolve_workdir("results/a", root=tmp_path) == (tmp_path / "results" / "a").resolve()
+
+
+def test_named_flag_and_config_override_must_agree():
+    cfg = _cfg(T=500)
+    with pytest.raises(Exception, match="conflicts"):
+        exp.resolve_config(cfg, {"T": 800})
+    assert exp.resolve_config(cfg, {"T": 500}).T == 500
+    assert exp.resolve_config(_cfg(), {"T": 800}).T == 800
+
+
+def test_mean_ci_matches_student_t():
+    v = np.array([[1.0, 2.0], [2.0, 4.0], [4.0, 9.0]])
+    mean, lo, hi = common.mean_ci(v)
+    sd = v.std(axis=0, ddof=1)
+    np.testing.assert_allclose(hi - mean, 4.3027 * sd / np.sqrt(3), rtol=1e-12)
+    assert abs(common.t_quantile_975(31) - 2.0395) < 1e-3 and abs(common.t_quantile_975(1000) - 1.9623) < 1e-3
+
+
+def _cli(*args, env=None, timeout=300):
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "experiments.regret", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_unknown_values_get_a_one_line_error_listing_valid_ones():
+    out = _cli("--dataset=imagenet")
+    assert out.returncode != 0
+    assert "rotmnist" in out.stderr and "covtype" in out.stderr and "cifar10" in out.stderr
+
+
+def test_shard_seeds_on_eight_host_devices_equals_unsharded(tmp_path):
+    common_args = ["--dataset=covtype", "--stream=iid", "--algo=sgd", "--T=1500", "--num_seeds=8",
+                   "--data_source=simulated", "--config.max_rows=3000"]
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    a = _cli(*common_args, f"--workdir={tmp_path / 'a'}", env=env)
+    assert a.returncode == 0, a.stderr[-2000:]
+    b = _cli(*common_args, "--shard_seeds", f"--workdir={tmp_path / 'b'}", env=env)
+    assert b.returncode == 0, b.stderr[-2000:]
+    meta = json.loads((tmp_path / "b" / "covtype_iid_sgd.json").read_text())
+    assert len(meta["devices"]) == 8
+    ca = pd.read_csv(tmp_path / "a" / "covtype_iid_sgd.csv")
+    cb = pd.read_csv(tmp_path / "b" / "covtype_iid_sgd.csv")
+    np.testing.assert_allclose(cb.to_numpy(), ca.to_numpy(), rtol=1e-6, atol=1e-7)
