@@ -27,12 +27,12 @@ def learner_defaults() -> ConfigDict:
         {
             "memorypair": {
                 "memory_size": 10,
-                "learning_rate": 0.5,
+                "learning_rate": 2.0,  # eta_t = 2 / sqrt(t); see README "Tuning" for the sweep
                 "l2": 1e-4,
                 "clip_norm": 1.0,
                 "max_step": 1.0,
             },
-            "sgd": {"learning_rate": 0.5, "l2": 1e-4, "clip_norm": 10.0},
+            "sgd": {"learning_rate": 2.0, "l2": 1e-4, "clip_norm": 10.0},
             "adagrad": {"learning_rate": 0.1, "l2": 1e-4, "clip_norm": 10.0, "initial_accumulator": 0.1},
             "ons": {"grad_bound": 1.0, "diameter": 1.0, "alpha": 1.0, "l2": 1e-4, "clip_norm": 10.0},
             "rls": {"l2": 1e-3},

@@ -22,17 +22,22 @@ class Learner(NamedTuple):
     predict: Callable[[Any, jax.Array], jax.Array]
     loss: Callable[[Any, jax.Array, jax.Array], jax.Array]
     hyper: Any = None  # static hyper-parameters a learner exposes to other layers (unlearning)
+    # Optional native K-output form (e.g. RLS shares one P across outputs); multi_output uses it.
+    multi: Callable[[int], "Learner"] | None = None
 
 
 def multi_output(learner: Learner, num_outputs: int) -> Learner:
     """K independent scalar learners sharing x: a ``vmap`` over outputs.
 
-    The state gains a leading axis of size K; ``y`` is f[K] (one-hot);
+    The state gains a leading axis of size K (a learner may provide a native
+    K-output form with shared statistics instead, as RLS does); ``y`` is f[K] (one-hot);
     the loss is the sum over outputs; ``predict`` returns the K scores, whose
     arg-max is the predicted class.
     """
     if num_outputs < 1:
         raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+    if learner.multi is not None:
+        return learner.multi(num_outputs)
     step_k = jax.vmap(learner.step, in_axes=(0, None, 0))
     predict_k = jax.vmap(learner.predict, in_axes=(0, None))
     loss_k = jax.vmap(learner.loss, in_axes=(0, None, 0))

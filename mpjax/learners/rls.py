@@ -56,6 +56,36 @@ def make(l2: float = 1e-3, loss: str = "squared") -> Learner:
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)
 
+    return Learner(init, step, predict, loss_fn, multi=lambda k: _make_multi(l2, k))
+
+
+def _make_multi(l2: float, num_outputs: int) -> Learner:
+    """K outputs at O(d^2 + K d) per step: P depends only on the x's, so one P serves all.
+
+    The state holds ``w: f[K, d]`` (as a vmap over outputs would) and one shared
+    ``p: f[d, d]``; the result equals K independent RLS learners exactly.
+    """
+
+    def init(dim, key):
+        del key
+        w = jnp.zeros((num_outputs, dim), float)
+        return RlsState(w, jnp.eye(dim, dtype=w.dtype) / l2, jnp.zeros((), jnp.int32))
+
+    def step(state, x, y):
+        e = y - state.w @ x  # f[K] a-priori errors
+        u = state.p @ x
+        denom = 1.0 + jnp.dot(x, u)
+        w = state.w + jnp.outer(e / denom, u)
+        p = state.p - jnp.outer(u, u) / denom
+        return RlsState(w, p, state.t + 1), 0.5 * jnp.dot(e, e)
+
+    def predict(state, x):
+        return state.w @ x
+
+    def loss_fn(state, x, y):
+        r = state.w @ x - y
+        return 0.5 * jnp.dot(r, r)
+
     return Learner(init, step, predict, loss_fn)
 
 

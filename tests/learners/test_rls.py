@@ -51,3 +51,24 @@ def test_rls_state_dtype_follows_x64_flag():
     assert rls.make().init(3, jax.random.key(0)).p.dtype == jnp.float32
     with jax.enable_x64(True):
         assert rls.make().init(3, jax.random.key(0)).p.dtype == jnp.float64
+
+
+@pytest.mark.usefixtures("x64")
+def test_multi_output_shares_p_and_equals_independent_learners():
+    from mpjax.learners import base
+
+    x, _ = stream(seed=8, n=100, d=5)
+    y = np.eye(3)[np.random.default_rng(8).integers(0, 3, 100)]
+    multi = base.multi_output(rls.make(l2=0.2), 3)
+    state = multi.init(5, jax.random.key(0))
+    assert state.p.shape == (5, 5) and state.w.shape == (3, 5)  # one P for all outputs
+    losses = []
+    for t in range(100):
+        state, loss = multi.step(state, jnp.asarray(x[t]), jnp.asarray(y[t]))
+        losses.append(float(loss))
+    total = np.zeros(100)
+    for k in range(3):
+        _, lk, ws = run_jax(rls.make(l2=0.2), x, y[:, k])
+        np.testing.assert_allclose(np.asarray(state.w[k]), ws[-1], rtol=1e-9, atol=1e-12)
+        total += lk
+    np.testing.assert_allclose(losses, total, rtol=1e-9, atol=1e-12)
