@@ -224,3 +224,27 @@ def test_shard_seeds_on_eight_host_devices_equals_unsharded(tmp_path):
     ca = pd.read_csv(tmp_path / "a" / "covtype_iid_sgd.csv")
     cb = pd.read_csv(tmp_path / "b" / "covtype_iid_sgd.csv")
     np.testing.assert_allclose(cb.to_numpy(), ca.to_numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_sweep_summary_table_and_grid_figure(small_run, tmp_path):
+    _, _, _, rows = small_run
+    steps = rows[0]["steps"]
+    rng = np.random.default_rng(0)
+    grid = {("covtype", "drift"): (steps, {r["algo"]: rng.uniform(1, 2, (3, len(steps))) * steps for r in rows})}
+    exp.write_summary(tmp_path, rows, grid)
+    text = (tmp_path / "summary.md").read_text()
+    assert text.count("| covtype | drift |") == len(rows)
+    for r in rows:
+        assert f"{r['slope']:.3f} [{r['slope_lo']:.3f}, {r['slope_hi']:.3f}]" in text
+        assert r["verdict"] in text
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert list(table["algo"]) == [r["algo"] for r in rows]
+    img = matplotlib.image.imread(tmp_path / "summary_grid.png")
+    assert img.ndim == 3 and img[..., :3].std() > 0.01
+
+
+def test_verdicts():
+    assert exp.verdict(0.45, 0.40, 0.50) == "consistent with O(sqrt T)"
+    assert exp.verdict(0.62, 0.49, 0.75) == "consistent with O(sqrt T)"  # the interval admits 0.5
+    assert exp.verdict(0.9, 0.8, 1.0).startswith("not O(sqrt T)")
+    assert "beats the best fixed comparator" in exp.verdict(np.nan, np.nan, np.nan, -3.0)
