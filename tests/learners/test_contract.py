@@ -96,15 +96,18 @@ class RunnerTest(TestCase):
 
     @parameterized.parameters(*NAMES)
     def test_vmap_seed_i_equals_single_run(self, name):
-        x, y = _data()
-        runner = self._runner(name)
-        keys = run_lib.seed_keys(7, 4)
-        batched = jax.jit(jax.vmap(runner, in_axes=(0, None, None)))(keys, x, y)
-        single = jax.jit(runner)
-        for i in range(4):
-            one = single(keys[i], x, y)
-            np.testing.assert_allclose(batched.loss[i], one.loss, rtol=2e-5, atol=1e-6)
-            np.testing.assert_array_equal(batched.row[i], one.row)
+        # float64: batched and unbatched kernels round differently, so float32 agreement
+        # after 200 steps only says "close"; in float64 the two agree to ~1e-9 (quasi-Newton recursions amplify rounding).
+        with jax.enable_x64(True):
+            x, y = (jnp.asarray(a, jnp.float64) for a in _data())
+            runner = self._runner(name)
+            keys = run_lib.seed_keys(7, 4)
+            batched = jax.jit(jax.vmap(runner, in_axes=(0, None, None)))(keys, x, y)
+            single = jax.jit(runner)
+            for i in range(4):
+                one = single(keys[i], x, y)
+                np.testing.assert_allclose(batched.loss[i], one.loss, rtol=1e-7, atol=1e-10)
+                np.testing.assert_array_equal(batched.row[i], one.row)
 
     @parameterized.parameters(*NAMES)
     def test_one_compile_per_configuration(self, name):

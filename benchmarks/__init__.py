@@ -1,0 +1,1 @@
+"""Throughput benchmarks (never run as timed tests). See ``python -m benchmarks.throughput --help``."""
