@@ -99,20 +99,20 @@ class MemoryPair:
             return f" (deletions open after N* = {self.n_star} inserts; {self.inserts} so far)"
         return ""
 
-    def _new_row(self, x, yv):
+    def _add(self, op, x, y) -> float:
+        """Calibrate or insert one sample under a fresh row id; returns the loss before the update."""
+        x, yv = self._xy(x, y)
         if self._next >= self.max_points:
             raise RuntimeError(f"membership table full ({self.max_points} rows); create with a larger max_points")
-        return self._next
+        event = self._run(op, self._next, x, yv)
+        self._ids.setdefault(self._key(x, yv), []).append(self._next)
+        self._next += 1
+        return float(event.loss)
 
     # ------------------------------------------------------------------ API
     def calibrate_step(self, x, y) -> float:
         """Inserts one calibration sample (CALIBRATION phase); returns its loss before the update."""
-        x, yv = self._xy(x, y)
-        row = self._new_row(x, yv)
-        event = self._run(ul.OP_CALIBRATE, row, x, yv)
-        self._ids.setdefault(self._key(x, yv), []).append(row)
-        self._next += 1
-        return float(event.loss)
+        return self._add(ul.OP_CALIBRATE, x, y)
 
     def finalize_calibration(self) -> dict:
         """Ends CALIBRATION: returns the calibration (G, D, c, C, N*) and the odometer (m, sigma, ...)."""
@@ -123,12 +123,7 @@ class MemoryPair:
 
     def insert(self, x, y) -> float:
         """One quasi-Newton insert; returns the loss before the update."""
-        x, yv = self._xy(x, y)
-        row = self._new_row(x, yv)
-        event = self._run(ul.OP_INSERT, row, x, yv)
-        self._ids.setdefault(self._key(x, yv), []).append(row)
-        self._next += 1
-        return float(event.loss)
+        return self._add(ul.OP_INSERT, x, y)
 
     def delete(self, x, y) -> float:
         """Certified deletion of an inserted sample; returns the norm of the added noise."""
