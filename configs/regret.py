@@ -31,6 +31,7 @@ def learner_defaults() -> ConfigDict:
                 "l2": 1e-4,
                 "clip_norm": 1.0,
                 "max_step": 1.0,
+                "min_curvature": 0.1,  # cautious pairs: s.y >= 0.1 |s|^2 (~ typical |x|^2); README "Tuning"
             },
             "sgd": {"learning_rate": 2.0, "l2": 1e-4, "clip_norm": 10.0},
             "adagrad": {"learning_rate": 0.1, "l2": 1e-4, "clip_norm": 10.0, "initial_accumulator": 0.1},

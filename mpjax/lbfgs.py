@@ -61,13 +61,20 @@ def init(memory_size: int, dim: int, dtype=jnp.float32) -> LbfgsMemory:
 
 
 def push(
-    mem: LbfgsMemory, s: jax.Array, y: jax.Array, tag: jax.Array | int = -1, eps: float = 1e-8
+    mem: LbfgsMemory,
+    s: jax.Array,
+    y: jax.Array,
+    tag: jax.Array | int = -1,
+    eps: float = 1e-8,
+    min_curvature: float = 0.0,
 ) -> tuple[LbfgsMemory, jax.Array]:
     """Writes the pair ``(s, y)`` at ``head`` unless its curvature is too small.
 
     A pair with ``s . y <= eps * |s| |y|`` is skipped (online streams have no
     line search, so negative or vanishing curvature occurs) and the old memory
-    is returned unchanged.
+    is returned unchanged. With ``min_curvature = mu > 0`` a pair with
+    ``s . y < mu |s|^2`` is skipped too (a "cautious" update, Li & Fukushima
+    2001): it keeps the scale gamma = s.y / y.y of H_0 below 1 / mu.
 
     Returns:
       ``(memory, accepted)`` with ``accepted`` a bool scalar.
@@ -75,6 +82,8 @@ def push(
     m = mem.s.shape[0]
     sy = jnp.dot(s, y)
     accepted = sy > eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+    if min_curvature:
+        accepted = accepted & (sy >= min_curvature * jnp.dot(s, s))
     safe_sy = jnp.where(accepted, sy, 1.0)
     # Write row `head` only when accepted, as one masked select per array (no scatter and
     # no copy of the whole memory through a tree-wide where; vmap-friendly with a per-seed head).

@@ -131,3 +131,16 @@ def test_two_loop_is_jittable_and_vmappable():
     batched = jax.jit(jax.vmap(lbfgs.two_loop, in_axes=(None, 0)))(mem, gs)
     single = jnp.stack([lbfgs.two_loop(mem, g) for g in gs])
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
+
+
+def test_cautious_rule_skips_pairs_of_low_curvature_ratio():
+    s = jnp.asarray([1.0, 0.0, 0.0])
+    mem = lbfgs.init(2, 3)
+    low = 0.05 * s  # s.y / |s|^2 = 0.05: passes the cosine rule, fails mu = 0.1
+    kept, ok = lbfgs.push(mem, s, low, min_curvature=0.0)
+    assert bool(ok) and int(kept.size) == 1
+    skipped, ok = lbfgs.push(mem, s, low, min_curvature=0.1)
+    assert not bool(ok)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, skipped, mem)
+    high, ok = lbfgs.push(mem, s, 0.2 * s, min_curvature=0.1)
+    assert bool(ok) and float(lbfgs.initial_scale(high)) == pytest.approx(5.0)  # gamma = s.y/y.y <= 1/mu

@@ -42,6 +42,7 @@ class _Hyper(NamedTuple):
     clip_norm: float | None
     max_step: float | None
     curvature_eps: float
+    min_curvature: float
 
 
 def make(
@@ -52,6 +53,7 @@ def make(
     clip_norm: float | None = 1.0,
     max_step: float | None = 1.0,
     curvature_eps: float = 1e-8,
+    min_curvature: float = 0.0,
 ) -> Learner:
     """The Memory-Pair insert learner.
 
@@ -63,15 +65,18 @@ def make(
       clip_norm: G, loss gradients are clipped to this norm (None: off).
       max_step: cap on the norm of one update (None: off).
       curvature_eps: pairs with s.y <= eps |s||y| are skipped.
+      min_curvature: pairs with s.y < min_curvature |s|^2 are skipped as well
+        (0: off). A single-sample pair has curvature only lambda orthogonal to
+        x; skipping those keeps H_0 = gamma I below 1 / min_curvature.
     """
     if not isinstance(memory_size, int) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
     check_positive(learning_rate=learning_rate, l2=l2)
-    check_nonnegative(curvature_eps=curvature_eps)
+    check_nonnegative(curvature_eps=curvature_eps, min_curvature=min_curvature)
     for name, value in (("clip_norm", clip_norm), ("max_step", max_step)):
         if value is not None:
             check_positive(**{name: value})
-    hyper = _Hyper(losses.get(loss), learning_rate, l2, clip_norm, max_step, curvature_eps)
+    hyper = _Hyper(losses.get(loss), learning_rate, l2, clip_norm, max_step, curvature_eps, min_curvature)
 
     def init(dim, key):
         w = jnp.zeros((dim,), float)
@@ -108,5 +113,5 @@ def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag):
     s = w - state.w
     # The pair records the true curvature of f_t along s (unclipped gradients).
     y_pair = (fn.dmargin(jnp.dot(x, w), y) - fn.dmargin(z, y)) * x + hyper.l2 * s
-    memory, _ = lbfgs.push(state.memory, s, y_pair, tag, hyper.curvature_eps)
+    memory, _ = lbfgs.push(state.memory, s, y_pair, tag, hyper.curvature_eps, hyper.min_curvature)
     return MemoryPairState(w, memory, state.t + 1, state.key), loss

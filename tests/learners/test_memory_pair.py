@@ -10,7 +10,7 @@ from tests.learners._ref import clip, run_jax, stream
 from tests.test_lbfgs import _dense_h
 
 
-def _numpy_memory_pair(x, y, m, lr, lam, c, max_step, eps=1e-8):
+def _numpy_memory_pair(x, y, m, lr, lam, c, max_step, eps=1e-8, mu=0.0):
     d = x.shape[1]
     w = np.zeros(d)
     pairs, ws, losses, skipped = [], [], [], 0
@@ -25,7 +25,7 @@ def _numpy_memory_pair(x, y, m, lr, lam, c, max_step, eps=1e-8):
         w_new = w - step
         s = w_new - w
         yv = (x[t] @ w_new - z) * x[t] + lam * s
-        if s @ yv > eps * np.linalg.norm(s) * np.linalg.norm(yv):
+        if s @ yv > eps * np.linalg.norm(s) * np.linalg.norm(yv) and s @ yv >= mu * (s @ s):
             pairs = (pairs + [(s, yv)])[-m:]
         else:
             skipped += 1
@@ -35,13 +35,14 @@ def _numpy_memory_pair(x, y, m, lr, lam, c, max_step, eps=1e-8):
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("max_step", [10.0, 0.05])
-def test_insert_equals_dense_bfgs_numpy_loop(max_step):
+@pytest.mark.parametrize("max_step,mu", [(10.0, 0.0), (0.05, 0.0), (10.0, 0.3)])
+def test_insert_equals_dense_bfgs_numpy_loop(max_step, mu):
     m, lr, lam, c = 4, 0.9, 0.05, 0.5
     x, y = stream(seed=6, n=120, d=6, scale=2.0)
-    learner = memory_pair.make(memory_size=m, learning_rate=lr, l2=lam, clip_norm=c, max_step=max_step)
+    learner = memory_pair.make(memory_size=m, learning_rate=lr, l2=lam, clip_norm=c, max_step=max_step,
+                               min_curvature=mu)
     state, losses, ws = run_jax(learner, x, y)
-    ref_ws, ref_losses, ref_pairs = _numpy_memory_pair(x, y, m, lr, lam, c, max_step)
+    ref_ws, ref_losses, ref_pairs = _numpy_memory_pair(x, y, m, lr, lam, c, max_step, mu=mu)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(ws, ref_ws, rtol=1e-8, atol=1e-11)
     # The ring holds the last m accepted pairs, each tagged with its insert index.
