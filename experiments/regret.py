@@ -231,12 +231,12 @@ def verdict(slope_mean, slope_lo, slope_hi, final_regret=np.nan) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _plot_band(ax, steps, values, color, label):
+def _plot_band(ax, steps, values, color, label, ls="-"):
+    """Mean over seeds with its 95% band; every point is drawn (negative regret included)."""
     mean, lo, hi = common.mean_ci(values)
-    ok = mean > 0
-    ax.plot(steps[ok], mean[ok], color=color, lw=1.6, label=label)
+    ax.plot(steps, mean, color=color, lw=1.6, ls=ls, label=label)
     if values.shape[0] > 1:
-        ax.fill_between(steps[ok], np.maximum(lo[ok], 1e-12), hi[ok], color=color, alpha=0.18, lw=0)
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
     return mean
 
 
@@ -244,6 +244,14 @@ def _sqrt_guide(ax, steps, anchor_t, anchor_value):
     if anchor_value > 0:
         ax.plot(steps, anchor_value * np.sqrt(steps / anchor_t), color="gray", ls="--", lw=1.0,
                 label=r"$\propto\sqrt{t}$ guide")
+
+
+def _regret_axes(ax):
+    """Log t; symmetric-log regret (log beyond |R| = 1, linear inside) so negative regret shows."""
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.axhline(0.0, color="gray", lw=0.6)
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def plot_cell(path, title, steps, curves, dynamic=None):
@@ -256,20 +264,16 @@ def plot_cell(path, title, steps, curves, dynamic=None):
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     top = 0.0
     for i, (name, values) in enumerate(curves.items()):
-        mean = _plot_band(ax, steps, values, common.COLORS[i % len(common.COLORS)], name)
+        color = common.COLORS[i % len(common.COLORS)]
+        mean = _plot_band(ax, steps, values, color, name)
         top = max(top, float(mean[-1]))
         if dynamic is not None and name in dynamic:
-            dmean, _, _ = common.mean_ci(dynamic[name])
-            ok = dmean > 0
-            ax.plot(steps[ok], dmean[ok], color=common.COLORS[i % len(common.COLORS)], ls=":", lw=1.3,
-                    label=f"{name} (dynamic, window)")
+            _plot_band(ax, steps, dynamic[name], color, f"{name} (dynamic, per window)", ls=":")
     _sqrt_guide(ax, steps, steps[-1], top)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _regret_axes(ax)
     ax.set_xlabel("step t (samples seen)")
-    ax.set_ylabel(r"regret $R_t$ (squared loss, summed over outputs)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
+    ax.set_ylabel(r"regret $R_t$ (squared loss summed over outputs; symlog)")
+    ax.set_title(title + "\nmean over seeds, 95% band; below 0 = better than the best fixed model", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     common.save_figure(fig, path)
     plt.close(fig)
@@ -446,15 +450,13 @@ def write_summary(workdir, rows, grid):
             steps, curves = grid.get((ds, kind), (None, {}))
             for c, (algo, values) in enumerate(curves.items()):
                 _plot_band(ax, steps, values, common.COLORS[c % len(common.COLORS)], algo)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _regret_axes(ax)
             ax.set_title(f"{ds} / {kind}", fontsize=9)
             ax.set_xlabel("step t", fontsize=8)
-            ax.set_ylabel("regret", fontsize=8)
-            ax.grid(True, alpha=0.3)
+            ax.set_ylabel("regret (symlog)", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8)
-    fig.suptitle("Regret R_t over seeds (mean, 95% band), log-log", fontsize=11)
+    fig.suptitle("Regret R_t over seeds (mean, 95% band); log t, symlog R", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     common.save_figure(fig, workdir / "summary_grid.png")
     plt.close(fig)
