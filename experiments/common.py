@@ -41,6 +41,7 @@ __all__ = [
     "mean_ci",
     "Stopwatch",
     "format_table",
+    "resolve_config",
 ]
 
 # Plot colours, cycled in this order before any other (STYLE.md).
@@ -175,6 +176,31 @@ def guard_existing(meta_path: pathlib.Path, new_hash: str, overwrite: bool) -> N
             f"{meta_path} holds results of a different configuration (hash {old}, now {new_hash}); "
             "pass --overwrite to replace them or choose another --workdir"
         )
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def resolve_config(config, named: Mapping[str, Any], default):
+    """Applies named flags over a ConfigDict; a field set both ways must agree.
+
+    Args:
+      config: the ``--config`` value (with any ``--config.x=...`` overrides).
+      named: flag name -> value (None when the flag was not given).
+      default: the experiment's ``get_config()``, to tell which fields were overridden.
+
+    Raises:
+      ValueError: a named flag and a ``--config.`` override set one field to different values.
+    """
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+        for name, value in named.items():
+            if value is None:
+                continue
+            if cfg[name] != default[name] and cfg[name] != value:
+                raise ValueError(f"--{name}={value} conflicts with --config.{name}={cfg[name]}; set it one way")
+            cfg[name] = value
+    return cfg
 
 
 # --------------------------------------------------------------------------- metadata

@@ -103,19 +103,13 @@ _NON_RESULT_FIELDS = ("workdir", "overwrite")
 
 
 def resolve_config(config, named: dict):
-    """Applies named flags over the config; a field set both ways must agree."""
+    """Named flags over the config (see :func:`experiments.common.resolve_config`)."""
     from configs.deletion_capacity import get_config
 
-    default = get_config()
-    cfg = config.copy_and_resolve_references()
-    with cfg.unlocked():
-        for name, value in named.items():
-            if value is None:
-                continue
-            if cfg[name] != default[name] and cfg[name] != value:
-                raise app.UsageError(f"--{name}={value} conflicts with --config.{name}={cfg[name]}; set it one way")
-            cfg[name] = value
-    return cfg
+    try:
+        return common.resolve_config(config, named, get_config())
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
 
 
 def _check_config(cfg):
