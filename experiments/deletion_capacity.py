@@ -84,17 +84,24 @@ _BANDED = CSV_COLUMNS[2:]
 # Purpose tag of the deletion targets (beyond mpjax.run's TAG_STREAM/TAG_INIT/TAG_LEARNER). Never renumber.
 TAG_DELETIONS = 101
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/deletion_capacity.py", lock_config=True)
-flags.DEFINE_enum("dataset", None, list(DATASETS), "Data set.")
-flags.DEFINE_enum("schedule", None, [*SCHEDULES, "all"], "Interleaving schedule, or all of them.")
-flags.DEFINE_enum("accountant", None, [*ACCOUNTANTS, "all"], "Privacy accountant, or all of them.")
-flags.DEFINE_integer("T", None, "Horizon the odometer spreads the regret budget over (Settings.horizon).")
-flags.DEFINE_integer("seed", None, "Integer seed of the run.")
-flags.DEFINE_integer("num_seeds", None, "Replicates (one vmap).")
-flags.DEFINE_string("workdir", None, "Results folder.")
-flags.DEFINE_enum("data_source", None, list(DATA_SOURCES), "Where the data comes from.")
-flags.DEFINE_bool("require_real", None, "Refuse simulated or subset data.")
-flags.DEFINE_bool("overwrite", None, "Replace results of a different configuration.")
+
+def define_flags():
+    """Defines this entry point's absl flags; called only when run as a program, so that
+    importing both experiments (tests, notebooks) does not define the same flags twice."""
+    config = config_flags.DEFINE_config_file("config", "configs/deletion_capacity.py", lock_config=True)
+    flags.DEFINE_enum("dataset", None, list(DATASETS), "Data set.")
+    flags.DEFINE_enum("schedule", None, [*SCHEDULES, "all"], "Interleaving schedule, or all of them.")
+    flags.DEFINE_enum("accountant", None, [*ACCOUNTANTS, "all"], "Privacy accountant, or all of them.")
+    flags.DEFINE_integer("T", None, "Horizon the odometer spreads the regret budget over (Settings.horizon).")
+    flags.DEFINE_integer("seed", None, "Integer seed of the run.")
+    flags.DEFINE_integer("num_seeds", None, "Replicates (one vmap).")
+    flags.DEFINE_string("workdir", None, "Results folder.")
+    flags.DEFINE_enum("data_source", None, list(DATA_SOURCES), "Where the data comes from.")
+    flags.DEFINE_bool("require_real", None, "Refuse simulated or subset data.")
+    flags.DEFINE_bool("overwrite", None, "Replace results of a different configuration.")
+    return config
+
+
 FLAGS = flags.FLAGS
 
 _NAMED = ("dataset", "schedule", "accountant", "T", "seed", "num_seeds", "workdir", "data_source", "require_real",
@@ -895,7 +902,7 @@ TABLE_COLUMNS = ["schedule", "accountant", "N*", "m", "sigma", "admitted", "avg_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = resolve_config(_CONFIG.value, {n: getattr(FLAGS, n) for n in _NAMED})
+    cfg = resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED})
     _check_config(cfg)
     workdir = common.resolve_workdir(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -914,4 +921,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

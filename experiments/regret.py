@@ -31,21 +31,28 @@ from mpjax.data import DATA_SOURCES, DATASETS, load_dataset
 
 ALGOS = tuple(learners.LEARNERS)
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/regret.py", lock_config=True)
-flags.DEFINE_enum("dataset", None, list(DATASETS), "Data set.")
-flags.DEFINE_enum("stream", None, list(streams.STREAMS), "Stream kind.")
-flags.DEFINE_enum("algo", None, [*ALGOS, "all"], "Learner, or all of them.")
-flags.DEFINE_integer("T", None, "Stream length.")
-flags.DEFINE_integer("seed", None, "Integer seed of the run.")
-flags.DEFINE_integer("num_seeds", None, "Replicates (one vmap).")
-flags.DEFINE_string("workdir", None, "Results folder.")
-flags.DEFINE_enum("data_source", None, list(DATA_SOURCES), "Where the data comes from.")
-flags.DEFINE_bool("require_real", None, "Refuse simulated or subset data.")
-flags.DEFINE_bool("float64", None, "Run in float64.")
-flags.DEFINE_bool("sweep", None, "Every dataset x stream x algorithm, with a summary.")
-flags.DEFINE_bool("commit_results", None, "git-commit the result files.")
-flags.DEFINE_bool("shard_seeds", None, "Shard the seed axis over all devices.")
-flags.DEFINE_bool("overwrite", None, "Replace results of a different configuration.")
+
+def define_flags():
+    """Defines this entry point's absl flags; called only when run as a program, so that
+    importing both experiments (tests, notebooks) does not define the same flags twice."""
+    config = config_flags.DEFINE_config_file("config", "configs/regret.py", lock_config=True)
+    flags.DEFINE_enum("dataset", None, list(DATASETS), "Data set.")
+    flags.DEFINE_enum("stream", None, list(streams.STREAMS), "Stream kind.")
+    flags.DEFINE_enum("algo", None, [*ALGOS, "all"], "Learner, or all of them.")
+    flags.DEFINE_integer("T", None, "Stream length.")
+    flags.DEFINE_integer("seed", None, "Integer seed of the run.")
+    flags.DEFINE_integer("num_seeds", None, "Replicates (one vmap).")
+    flags.DEFINE_string("workdir", None, "Results folder.")
+    flags.DEFINE_enum("data_source", None, list(DATA_SOURCES), "Where the data comes from.")
+    flags.DEFINE_bool("require_real", None, "Refuse simulated or subset data.")
+    flags.DEFINE_bool("float64", None, "Run in float64.")
+    flags.DEFINE_bool("sweep", None, "Every dataset x stream x algorithm, with a summary.")
+    flags.DEFINE_bool("commit_results", None, "git-commit the result files.")
+    flags.DEFINE_bool("shard_seeds", None, "Shard the seed axis over all devices.")
+    flags.DEFINE_bool("overwrite", None, "Replace results of a different configuration.")
+    return config
+
+
 FLAGS = flags.FLAGS
 
 _NAMED = ("dataset", "stream", "algo", "T", "seed", "num_seeds", "workdir", "data_source",
@@ -475,7 +482,7 @@ def banner(cfg, data, kinds, algos):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = resolve_config(_CONFIG.value, {n: getattr(FLAGS, n) for n in _NAMED})
+    cfg = resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED})
     _check_config(cfg)
     if cfg.distributed:
         jax.distributed.initialize()
@@ -510,4 +517,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
