@@ -1,6 +1,6 @@
 """Deletion-capacity experiment: how many certified deletions does the odometer admit?
 
-Command (the default; measured 47 s on the shared 2-core CPU, simulated Covertype, 4 seeds):
+Command (the default; measured 53-77 s on the shared 2-core CPU, simulated Covertype, 4 seeds):
 
     python -m experiments.deletion_capacity --dataset=covtype
 
@@ -26,7 +26,7 @@ Defaults, and why:
 * ``privacy.gamma_priv = 1.0``: the target average regret per insert with
   deletions. The trivial predictor w = 0 pays 1/2 per step (squared loss summed
   over the K one-hot outputs), so a larger gamma_priv certifies nothing useful;
-  at 1.0 the zCDP capacity at (1, 1e-5), T = 100,000 is about 30-40 deletions.
+  at 1.0 the zCDP capacity at (1, 1e-5), T = 100,000 is 5 deletions (Delta = sqrt(K) clip_norm / lambda = 26.5).
   The run computes and records which term of the bound binds and what gamma_priv,
   lambda or T would admit ``target_deletions`` (100) deletions.
 * ``T = 100,000`` is the horizon the odometer spreads the regret budget over

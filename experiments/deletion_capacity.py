@@ -514,8 +514,9 @@ def calibration_constants(calib) -> dict:
 
 
 def calibration_from_constants(const: dict) -> cal.Calibration:
+    """The Calibration the odometer sees: G is the clipping bound sqrt(K) clip_norm, as in unlearning.finalize."""
     f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    return cal.Calibration(G=f(const["G"]), D=f(const["D"]), c=f(const["c"]), C=f(const["C"]),
+    return cal.Calibration(G=f(const["G_sensitivity"]), D=f(const["D"]), c=f(const["c"]), C=f(const["C"]),
                            kappa=f(const["kappa"]), N_star=jnp.asarray(1, jnp.int32),
                            n_points=jnp.asarray(0, jnp.int32), status=jnp.asarray(0, jnp.int32))
 
@@ -563,9 +564,15 @@ def bound_terms(cfg, calibration, m, accountant: str, dim: int) -> dict:
     }
 
 
-def capacity_analysis(cfg, calib, dim: int, run_accountants) -> dict:
-    """Capacity curve over epsilon per accountant, the binding term, and what would admit the target."""
-    calibration = _calibration_mean(calib)
+def capacity_analysis(cfg, calib, dim: int, run_accountants, num_outputs: int) -> dict:
+    """Capacity curve over epsilon per accountant, the binding term, and what would admit the target.
+
+    The odometer's G is the sensitivity bound sqrt(K) clip_norm (as in ``unlearning.finalize``),
+    not the calibrated quantile, so the curve agrees with the capacity the learner enforces.
+    """
+    constants = calibration_constants(calib)
+    constants["G_sensitivity"] = float(cfg.learner.clip_norm) * float(num_outputs) ** 0.5
+    calibration = calibration_from_constants(constants)
     grid = eps_grid(cfg)
     curves = {a: odometer_grid(cfg, calibration, dim, a, eps=grid) for a in ACCOUNTANTS}
     target = int(cfg.capacity.target_deletions)
@@ -583,7 +590,7 @@ def capacity_analysis(cfg, calib, dim: int, run_accountants) -> dict:
             ok = np.nonzero(m >= target)[0]
             info[f"{name}_for_target"] = float(g[ok[0]]) if ok.size else None
         needed[a] = info
-    return {"eps_grid": grid, "curves": curves, "constants": calibration_constants(calib), "target": target,
+    return {"eps_grid": grid, "curves": curves, "constants": constants, "target": target,
             "analysis": needed}
 
 
@@ -819,7 +826,7 @@ def write_capacity(cfg, data, cap, measured, workdir, chash, cap_cfg):
     common.write_json(workdir / f"{base_name}.json", meta)
     title = (f"{data.name} ({data.provenance}): deletion capacity vs epsilon, delta={cfg.privacy.delta_total:g}\n"
              f"T={cfg.T:,}, gamma_priv={cfg.privacy.gamma_priv:g}, lambda={cfg.learner.l2:g}, "
-             f"G={cap['constants']['G']:.3g}, D={cap['constants']['D']:.3g}, kappa={cap['constants']['kappa']:.3g}")
+             f"G(quantile)={cap['constants']['G']:.3g}, Delta=sqrt(K) clip/lambda={cap['constants']['G_sensitivity'] / cfg.learner.l2:.3g}, D={cap['constants']['D']:.3g}, kappa={cap['constants']['kappa']:.3g}")
     plot_capacity(workdir / f"{base_name}.png", title, cap, measured, cap["target"])
 
 
@@ -839,7 +846,7 @@ def binding_lines(cap) -> list[str]:
         lines.append(
             f"  {a}: m={info['m_at_config']} at the config; binding term: {b['binding_term']} "
             f"(fractions of gamma_priv*T: insert {fr['insert_regret']:.3g}, removal {fr['deletion_removal']:.3g}, "
-            f"noise {fr['deletion_noise']:.3g}; z={b['noise_multiplier_z']:.3g}, Delta=G/lambda="
+            f"noise {fr['deletion_noise']:.3g}; z={b['noise_multiplier_z']:.3g}, Delta=sqrt(K) clip/lambda="
             f"{b['sensitivity_Delta']:.3g})")
         need = ", ".join(f"{k}={info[f'{k}_for_target']:.4g}" if info[f"{k}_for_target"] is not None
                          else f"{k}=none in grid" for k in ("gamma_priv", "lam", "T", "eps_total"))
@@ -869,7 +876,7 @@ def run_dataset(cfg, data, schedules, accs, workdir, progress) -> tuple[list, di
         measured[a] = (row["eps_total"], row["m_per_seed"])
         calib = res["calibration"]
         progress.update(1)
-    cap = capacity_analysis(cfg, calib, int(data.x.shape[1] * data.num_classes), accs)
+    cap = capacity_analysis(cfg, calib, int(data.x.shape[1] * data.num_classes), accs, data.num_classes)
     write_capacity(cfg, data, cap, measured, workdir, cap_hash, cap_cfg)
     return rows, cap
 

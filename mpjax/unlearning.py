@@ -30,8 +30,10 @@ Delete (Memory-Pair). For a present row (x, y):
 2. the row's curvature pairs are purged from the L-BFGS ring (tags), so nothing
    computed from the row stays behind in the memory;
 3. ``theta <- theta + sigma xi``, ``xi ~ N(0, I)``, with ``sigma = z Delta`` and the
-   data-independent sensitivity ``Delta = G / lambda`` (odometer), never the
-   realised step.
+   data-independent sensitivity ``Delta = sqrt(K) clip_norm / lambda`` (the bound on
+   one sample's clipped gradient over all K outputs, over lambda), never the realised
+   step and never the calibrated quantile G (which 5% of the gradients exceed). The
+   odometer's regret terms therefore also use this bound for G (conservative).
 
 Exact references: :class:`RidgeRef` keeps the exact ridge solution of the rows
 present (insert = Sherman-Morrison update, delete = exact downdate, P shared by
@@ -173,6 +175,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     hyper = scalar.hyper
     lam = hyper.l2
     k_out = num_outputs
+    sens_bound = float(hyper.clip_norm) * float(num_outputs) ** 0.5  # |grad| bound of one sample, all outputs
 
     def init(dim, num_rows, key):
         model = learner.init(dim, jax.random.fold_in(key, 0))
@@ -302,7 +305,13 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
         n_star = jnp.maximum(jnp.ceil(ratio * ratio), 1.0)
         n_star = jnp.where(jnp.isfinite(n_star) & (n_star < 2.0**31 - 128), n_star, 2.0**31 - 128)
         calibration = calibration._replace(c=c, C=big_c, kappa=kappa, N_star=n_star.astype(jnp.int32))
-        odometer = odo.finalize(calibration, settings.horizon, settings.gamma_priv, settings.eps_total,
+        # Sensitivity from the clipping actually applied, not from the calibrated quantile G: each
+        # output's loss gradient is clipped to clip_norm, so one sample's full K*d gradient has norm
+        # <= sqrt(K) clip_norm, and Delta = sqrt(K) clip_norm / lambda is a valid, data-independent
+        # bound. (The 95% quantile G would leave 5% of the gradients outside the bound.)
+        g_sens = jnp.asarray(sens_bound, calibration.G.dtype)
+        odometer = odo.finalize(calibration._replace(G=g_sens), settings.horizon, settings.gamma_priv,
+                                settings.eps_total,
                                 settings.delta_total, lam, settings.delta_B, accountant=settings.accountant,
                                 dim=int(state.model.w.size), max_deletions=settings.max_deletions)
         reached = state.inserts >= calibration.N_star

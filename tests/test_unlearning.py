@@ -127,8 +127,11 @@ def test_noise_scale_equals_the_formula_and_uses_the_data_independent_sensitivit
     cal = state.calibration
     m = int(odo.m)
     z = accountants.noise_multiplier("zcdp", m, 1.0, 1e-5)
-    np.testing.assert_allclose(float(odo.sensitivity), float(cal.G) / 0.1, rtol=1e-6)
-    np.testing.assert_allclose(float(odo.sigma), float(z) * float(cal.G) / 0.1, rtol=1e-4)
+    # Delta = sqrt(K) clip_norm / lambda: the clipping bound, never the calibrated quantile G.
+    delta = np.sqrt(K) * 1.0 / 0.1
+    np.testing.assert_allclose(float(odo.sensitivity), delta, rtol=1e-6)
+    np.testing.assert_allclose(float(odo.sigma), float(z) * delta, rtol=1e-4)
+    assert float(cal.G) < np.sqrt(K)  # the quantile is smaller, so using it would under-noise
     noisy, ev = _apply_all(u_noise, state, [ul.OP_DELETE], [7], x, y)
     quiet, _ = _apply_all(u_quiet, state, [ul.OP_DELETE], [7], x, y)
     xi = jax.random.normal(jax.random.fold_in(state.key, state.events), state.model.w.shape)
