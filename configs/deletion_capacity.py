@@ -17,7 +17,7 @@ Every field can be overridden with ``--config.<field>=value`` (for example
 Defaults, and why:
 
 * ``learner.l2 = 0.1`` (lambda). The deletion noise is ``sigma = z Delta`` with
-  the data-independent sensitivity ``Delta = G / lambda``; a small lambda makes
+  the data-independent sensitivity ``Delta = sqrt(K) clip_norm / lambda``; a small lambda makes
   every deletion destroy the model, a large one makes the model useless.
 * ``privacy.gamma_learn = 0.1``: N* = ceil((G D kappa / gamma_learn)^2) is then a
   few thousand inserts on Covertype-shaped data (G ~ 0.7, D ~ 1.3, kappa ~ 4-7
