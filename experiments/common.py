@@ -190,15 +190,18 @@ def resolve_config(config, named: Mapping[str, Any], default):
       default: the experiment's ``get_config()``, to tell which fields were overridden.
 
     Raises:
-      ValueError: a named flag and a ``--config.`` override set one field to different values.
+      absl.app.UsageError: a named flag and a ``--config.`` override set one field to
+        different values (a one-line error, like any other bad flag).
     """
+    from absl import app
+
     cfg = config.copy_and_resolve_references()
     with cfg.unlocked():
         for name, value in named.items():
             if value is None:
                 continue
             if cfg[name] != default[name] and cfg[name] != value:
-                raise ValueError(f"--{name}={value} conflicts with --config.{name}={cfg[name]}; set it one way")
+                raise app.UsageError(f"--{name}={value} conflicts with --config.{name}={cfg[name]}; set it one way")
             cfg[name] = value
     return cfg
 

@@ -109,16 +109,6 @@ _NAMED = ("dataset", "schedule", "accountant", "T", "seed", "num_seeds", "workdi
 _NON_RESULT_FIELDS = ("workdir", "overwrite")
 
 
-def resolve_config(config, named: dict):
-    """Named flags over the config (see :func:`experiments.common.resolve_config`)."""
-    from configs.deletion_capacity import get_config
-
-    try:
-        return common.resolve_config(config, named, get_config())
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-
-
 def _check_config(cfg):
     def bad(msg):
         raise app.UsageError(msg)
@@ -909,7 +899,9 @@ TABLE_COLUMNS = ["schedule", "accountant", "N*", "m", "sigma", "admitted", "avg_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED})
+    from configs.deletion_capacity import get_config
+
+    cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())
     _check_config(cfg)
     workdir = common.resolve_workdir(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

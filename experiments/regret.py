@@ -62,16 +62,6 @@ _NAMED = ("dataset", "stream", "algo", "T", "seed", "num_seeds", "workdir", "dat
 _NON_RESULT_FIELDS = ("workdir", "commit_results", "overwrite", "sweep", "shard_seeds", "distributed")
 
 
-def resolve_config(config, named: dict):
-    """Named flags over the config (see :func:`experiments.common.resolve_config`)."""
-    from configs.regret import get_config
-
-    try:
-        return common.resolve_config(config, named, get_config())
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-
-
 def _check_config(cfg):
     if cfg.T < 1:
         raise app.UsageError(f"--T must be >= 1, got {cfg.T}")
@@ -482,7 +472,9 @@ def banner(cfg, data, kinds, algos):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED})
+    from configs.regret import get_config
+
+    cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())
     _check_config(cfg)
     if cfg.distributed:
         jax.distributed.initialize()

@@ -186,9 +186,9 @@ def test_workdir_that_escapes_its_parent_is_refused(tmp_path):
 def test_named_flag_and_config_override_must_agree():
     cfg = _cfg(T=500)
     with pytest.raises(Exception, match="conflicts"):
-        exp.resolve_config(cfg, {"T": 800})
-    assert exp.resolve_config(cfg, {"T": 500}).T == 500
-    assert exp.resolve_config(_cfg(), {"T": 800}).T == 800
+        common.resolve_config(cfg, {"T": 800}, get_config())
+    assert common.resolve_config(cfg, {"T": 500}, get_config()).T == 500
+    assert common.resolve_config(_cfg(), {"T": 800}, get_config()).T == 800
 
 
 def test_mean_ci_matches_student_t():
