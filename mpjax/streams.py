@@ -18,7 +18,10 @@ transform parameter per step) that a scan driver uses to index the table returne
 
 Everything here is pure and jittable; `make_stream` vmaps over the key with
 `in_axes=(None, 0, None, None)` (labels passed once). Randomness comes from
-`jax.random.fold_in(key, tag)` with a fixed tag per purpose.
+`jax.random.fold_in(key, tag)` with a fixed tag per purpose. Every draw has an
+explicit float32 / int32 dtype, so a stream is a function of the seed and the
+configuration only: a float64 run (`jax_enable_x64`) sees the same rows in the
+same order (tested).
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ def _adv_indices(key: jax.Array, labels: jax.Array, T: int, num_classes: int,
     perm = jax.random.permutation(jax.random.fold_in(key, _TAG_CLASS_ROWS), n)
     by_class = perm[jnp.argsort(labels[perm], stable=True)]
     # Class order: a seeded permutation of the classes present, repeated.
-    u = jax.random.uniform(jax.random.fold_in(key, _TAG_CLASS_ORDER), (num_classes,))
+    # Explicit float32: under jax_enable_x64 the default dtype would draw other bits, and the
+    # stream must depend on the seed and configuration only, never on the precision.
+    u = jax.random.uniform(jax.random.fold_in(key, _TAG_CLASS_ORDER), (num_classes,), jnp.float32)
     order = jnp.argsort(jnp.where(counts > 0, u, 2.0))
     present = jnp.maximum(jnp.sum(counts > 0), 1)
     t = jnp.arange(T, dtype=jnp.int32)
@@ -149,7 +154,7 @@ def make_stream(kind: str, key: jax.Array, labels: jax.Array, T: int, *, num_cla
         if kind == "drift":
             aux = drift_schedule(T, int(o["drift_every"]), o["drift_step"])
             if not is_image:
-                v = jax.random.normal(jax.random.fold_in(key, _TAG_DIRECTION), (raw_dim,))
+                v = jax.random.normal(jax.random.fold_in(key, _TAG_DIRECTION), (raw_dim,), jnp.float32)
                 direction = v / jnp.linalg.norm(v)
     elif kind == "adv":
         idx = _adv_indices(key, labels, T, num_classes, int(o["block"]))

@@ -170,3 +170,22 @@ def test_bad_arguments(cov):
         _make("iid", jax.random.key(0), cov, 1200, blocks=3)
     with pytest.raises(ValueError, match="iid, drift"):
         streams.make_transform(cov, "nope")
+
+
+@pytest.mark.parametrize("kind", streams.STREAMS)
+@pytest.mark.parametrize("ds_name", ["cov", "mnist"])
+def test_stream_does_not_depend_on_precision(kind, ds_name, request):
+    """A float64 run (jax_enable_x64) sees the same rows, transform amounts and drift direction."""
+    ds = request.getfixturevalue(ds_name)
+
+    def build():
+        return jax.device_get(streams.make_stream(
+            kind, jax.random.key(5), jnp.asarray(ds.labels, jnp.int32), 1500, num_classes=ds.num_classes,
+            is_image=ds.image_shape is not None, raw_dim=ds.raw.shape[1]))
+
+    a = build()
+    with jax.enable_x64(True):
+        b = build()
+    for name, u, v in zip(streams.Stream._fields, a, b):
+        assert u.dtype == v.dtype, name
+        np.testing.assert_array_equal(u, v, err_msg=name)

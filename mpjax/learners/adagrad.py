@@ -1,7 +1,7 @@
 """AdaGrad (diagonal) for online learning.
 
 Update (Duchi, Hazan & Singer 2011, diagonal version, as optax implements it):
-  g_t = clip(grad l_t(w_t)) + lambda w_t,  G_t = G_{t-1} + g_t^2 (G_0 = initial_accumulator),
+  g_t = omega clip(grad l_t(w_t)) + lambda w_t  (omega = 1 but in ``wstep``),  G_t = G_{t-1} + g_t^2 (G_0 = initial_accumulator),
   w_{t+1} = Pi_R(w_t - eta g_t / sqrt(G_t + eps)).
 
 References:
@@ -45,5 +45,5 @@ def make(
         check_positive(radius=radius)
     fn = losses.get(loss)
     rss = optax.scale_by_rss(initial_accumulator_value=initial_accumulator, eps=eps)
-    tx = optax.chain(*_chain(l2, clip_norm, rss), optax.scale(-learning_rate))
-    return _first_order_learner(tx, fn, radius, AdagradState)
+    tx = optax.chain(*_chain(l2, rss), optax.scale(-learning_rate))
+    return _first_order_learner(tx, fn, clip_norm, radius, AdagradState)

@@ -2,7 +2,12 @@
 
 ``make(**hyper) -> Learner``; ``init(dim, key) -> State``;
 ``step(state, x, y) -> (state, loss)`` with ``loss`` measured *before* the
-update (predict, then learn); ``predict(state, x) -> score``;
+update (predict, then learn); ``wstep(state, x, y, weight) -> (state, loss)``,
+the same step with the sample's (clipped) loss gradient multiplied by
+``weight`` (``step`` is ``wstep(..., 1.0)``, bit for bit; ``weight = 0`` keeps the
+ridge decay and the step counter, exactly as a retrain without the sample
+would; metagradients in :mod:`mpjax.influence` differentiate with respect to
+it); ``predict(state, x) -> score``;
 ``loss(state, x, y) -> loss`` of the current model without learning (used by
 the adaptive adversary and by evaluations). A learner is scalar-output; a
 K-class problem runs K independent copies through :func:`multi_output`.
@@ -13,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Learner", "multi_output", "check_positive", "check_nonnegative", "grad_clip"]
+__all__ = ["Learner", "from_wstep", "multi_output", "check_positive", "check_nonnegative", "safe_norm", "grad_clip"]
 
 
 class Learner(NamedTuple):
@@ -21,9 +26,23 @@ class Learner(NamedTuple):
     step: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
     predict: Callable[[Any, jax.Array], jax.Array]
     loss: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    wstep: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array]]
     hyper: Any = None  # static hyper-parameters a learner exposes to other layers (unlearning)
     # Optional native K-output form (e.g. RLS shares one P across outputs); multi_output uses it.
     multi: Callable[[int], "Learner"] | None = None
+
+
+def from_wstep(init, wstep, predict, loss, hyper=None, multi=None) -> Learner:
+    """A :class:`Learner` whose ``step`` is ``wstep(state, x, y, 1.0)``.
+
+    Multiplying by the literal 1.0 is exact in IEEE arithmetic, so ``step`` is
+    bit-identical to an unweighted implementation of the same update.
+    """
+
+    def step(state, x, y):
+        return wstep(state, x, y, 1.0)
+
+    return Learner(init, step, predict, loss, wstep, hyper, multi)
 
 
 def multi_output(learner: Learner, num_outputs: int) -> Learner:
@@ -38,21 +57,21 @@ def multi_output(learner: Learner, num_outputs: int) -> Learner:
         raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
     if learner.multi is not None:
         return learner.multi(num_outputs)
-    step_k = jax.vmap(learner.step, in_axes=(0, None, 0))
+    wstep_k = jax.vmap(learner.wstep, in_axes=(0, None, 0, None))
     predict_k = jax.vmap(learner.predict, in_axes=(0, None))
     loss_k = jax.vmap(learner.loss, in_axes=(0, None, 0))
 
     def init(dim, key):
         return jax.vmap(learner.init, in_axes=(None, 0))(dim, jax.random.split(key, num_outputs))
 
-    def step(state, x, y):
-        state, losses = step_k(state, x, y)
+    def wstep(state, x, y, weight):
+        state, losses = wstep_k(state, x, y, weight)
         return state, jnp.sum(losses)
 
     def loss(state, x, y):
         return jnp.sum(loss_k(state, x, y))
 
-    return Learner(init, step, predict_k, loss, learner.hyper)
+    return from_wstep(init, wstep, predict_k, loss, learner.hyper)
 
 
 def check_positive(**kwargs):
@@ -67,9 +86,24 @@ def check_nonnegative(**kwargs):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+def safe_norm(v: jax.Array) -> jax.Array:
+    """``|v|_2`` whose reverse-mode derivative is finite (0) at ``v = 0``.
+
+    ``jnp.linalg.norm`` differentiates to 0/0 = NaN at the origin, which a model
+    meets until an output's class first appears (w = 0 gives residual 0). The
+    double ``where`` keeps the NaN out of both branches of the derivative.
+    """
+    sq = jnp.sum(v * v)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
 def grad_clip(g: jax.Array, clip_norm: float | None) -> jax.Array:
-    """Scales ``g`` down to norm ``clip_norm`` (no-op when ``clip_norm`` is None)."""
+    """Scales ``g`` down to norm ``clip_norm`` (no-op when ``clip_norm`` is None).
+
+    Differentiable everywhere in reverse mode, the origin included (:func:`safe_norm`).
+    """
     if clip_norm is None:
         return g
-    norm = jnp.linalg.norm(g)
+    norm = safe_norm(g)
     return g * jnp.minimum(1.0, clip_norm / jnp.maximum(norm, jnp.finfo(g.dtype).tiny))

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 
 from mpjax import lbfgs, losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive, grad_clip
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip, safe_norm
 
-__all__ = ["MemoryPairState", "make", "insert"]
+__all__ = ["MemoryPairState", "make", "insert", "restart"]
 
 
 class MemoryPairState(NamedTuple):
@@ -84,8 +84,8 @@ def make(
             w, lbfgs.init(memory_size, dim, w.dtype), jnp.zeros((), jnp.int32), key
         )
 
-    def step(state, x, y):
-        return insert(hyper, state, x, y, state.t)
+    def wstep(state, x, y, weight):
+        return insert(hyper, state, x, y, state.t, weight)
 
     def predict(state, x):
         return jnp.dot(x, state.w)
@@ -93,25 +93,40 @@ def make(
     def loss_fn(state, x, y):
         return hyper.fn.value(state.w, x, y)
 
-    return Learner(init, step, predict, loss_fn, hyper)
+    return from_wstep(init, wstep, predict, loss_fn, hyper)
 
 
-def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag):
-    """One insert step; returns ``(state, loss before the update)``."""
+def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
+    """One insert step; returns ``(state, loss before the update)``.
+
+    ``weight`` multiplies the sample's clipped loss gradient and the loss part of
+    its curvature pair (the ridge part stays), as :mod:`mpjax.learners.base` defines.
+    """
     fn = hyper.fn
     z = jnp.dot(x, state.w)
     loss = fn.margin_value(z, y)
-    g_loss = grad_clip(fn.dmargin(z, y) * x, hyper.clip_norm)
+    g_loss = weight * grad_clip(fn.dmargin(z, y) * x, hyper.clip_norm)
     g = g_loss + hyper.l2 * state.w
     p = lbfgs.two_loop(state.memory, g)
     eta = hyper.learning_rate * jax.lax.rsqrt(jnp.asarray(state.t + 1, g.dtype))
     step = eta * p
     if hyper.max_step is not None:
-        norm = jnp.linalg.norm(step)
+        norm = safe_norm(step)
         step = step * jnp.minimum(1.0, hyper.max_step / jnp.maximum(norm, jnp.finfo(g.dtype).tiny))
     w = state.w - step
     s = w - state.w
     # The pair records the true curvature of f_t along s (unclipped gradients).
-    y_pair = (fn.dmargin(jnp.dot(x, w), y) - fn.dmargin(z, y)) * x + hyper.l2 * s
+    y_pair = weight * (fn.dmargin(jnp.dot(x, w), y) - fn.dmargin(z, y)) * x + hyper.l2 * s
     memory, _ = lbfgs.push(state.memory, s, y_pair, tag, hyper.curvature_eps, hyper.min_curvature)
     return MemoryPairState(w, memory, state.t + 1, state.key), loss
+
+
+def restart(state: MemoryPairState, w: jax.Array) -> MemoryPairState:
+    """The state with weights ``w`` and an empty curvature memory (counter and key kept).
+
+    Used after an exact deletion: every stored pair is a difference of iterates
+    that depended on the deleted row, so the whole memory goes, not only the row's
+    own pairs. Later inserts continue the online learner from ``w``.
+    """
+    m, d = state.memory.s.shape
+    return MemoryPairState(w.astype(state.w.dtype), lbfgs.init(m, d, state.w.dtype), state.t, state.key)

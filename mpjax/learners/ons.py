@@ -1,6 +1,7 @@
 """Online Newton Step with a Sherman-Morrison inverse update.
 
-Update (Hazan, Agarwal & Kale 2007, Alg. 2), with g_t = clip(grad l_t(w_t)) + lambda w_t:
+Update (Hazan, Agarwal & Kale 2007, Alg. 2), with g_t = omega clip(grad l_t(w_t)) + lambda w_t
+(omega = 1 but in ``wstep``):
   A_t = A_{t-1} + g_t g_t^T,  A_0 = epsilon I,
   w_{t+1} = Pi_R(w_t - (1/gamma) A_t^{-1} g_t),
 where A_t^{-1} is kept directly by Sherman-Morrison (never a per-step inverse):
@@ -19,10 +20,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-
 from mpjax import losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive, grad_clip
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip
+from mpjax.learners.sgd import project_l2_ball
 
 __all__ = ["OnsState", "make"]
 
@@ -76,16 +76,16 @@ def make(
         w = jnp.zeros((dim,), float)
         return OnsState(w, jnp.eye(dim, dtype=w.dtype) / epsilon, jnp.zeros((), jnp.int32))
 
-    def step(state, x, y):
+    def wstep(state, x, y, weight):
         z = jnp.dot(x, state.w)
         loss = fn.margin_value(z, y)
-        g = grad_clip(fn.dmargin(z, y) * x, clip_norm) + l2 * state.w
+        g = weight * grad_clip(fn.dmargin(z, y) * x, clip_norm) + l2 * state.w
         v = state.a_inv @ g
         denom = 1.0 + jnp.dot(g, v)
         a_inv = state.a_inv - jnp.outer(v, v) / denom
         w = state.w - (inv_gamma / denom) * v
         if radius is not None:
-            w = optax.projections.projection_l2_ball(w, radius)
+            w = project_l2_ball(w, radius)
         return OnsState(w, a_inv, state.t + 1), loss
 
     def predict(state, x):
@@ -94,4 +94,4 @@ def make(
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)
 
-    return Learner(init, step, predict, loss_fn)
+    return from_wstep(init, wstep, predict, loss_fn)

@@ -6,7 +6,10 @@ After t samples the weights are exactly the ridge solution
 kept by Sherman-Morrison (k -> gain, e -> a-priori error; Haykin 2002, ch. 13):
   u = P x,  k = u / (1 + x.u),  e = y - x.w,  w <- w + k e,  P <- P - k u^T.
 The prediction at step t therefore uses the ridge fit of the first t-1
-samples (follow-the-regularised-leader). Deletion is the exact downdate
+samples (follow-the-regularised-leader). ``wstep`` with weight omega adds the
+sample with weight omega (rows of X and Y scaled by sqrt(omega)):
+u = P x, k = omega u / (1 + omega x.u), w <- w + k e, P <- P - k u^T; omega = 0
+leaves the model unchanged but for the counter. Deletion is the exact downdate
 (:func:`downdate`), so no noise is needed. Squared loss only.
 
 References:
@@ -19,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from mpjax import losses
-from mpjax.learners.base import Learner, check_positive
+from mpjax.learners.base import Learner, check_positive, from_wstep
 
 __all__ = ["RlsState", "make", "downdate"]
 
@@ -42,12 +45,12 @@ def make(l2: float = 1e-3, loss: str = "squared") -> Learner:
         w = jnp.zeros((dim,), float)
         return RlsState(w, jnp.eye(dim, dtype=w.dtype) / l2, jnp.zeros((), jnp.int32))
 
-    def step(state, x, y):
+    def wstep(state, x, y, weight):
         e = y - jnp.dot(x, state.w)
         u = state.p @ x
-        denom = 1.0 + jnp.dot(x, u)
-        w = state.w + (e / denom) * u
-        p = state.p - jnp.outer(u, u) / denom
+        denom = 1.0 + weight * jnp.dot(x, u)
+        w = state.w + (weight * e / denom) * u
+        p = state.p - jnp.outer(weight * u, u) / denom
         return RlsState(w, p, state.t + 1), 0.5 * e * e
 
     def predict(state, x):
@@ -56,7 +59,7 @@ def make(l2: float = 1e-3, loss: str = "squared") -> Learner:
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)
 
-    return Learner(init, step, predict, loss_fn, multi=lambda k: _make_multi(l2, k))
+    return from_wstep(init, wstep, predict, loss_fn, multi=lambda k: _make_multi(l2, k))
 
 
 def _make_multi(l2: float, num_outputs: int) -> Learner:
@@ -71,12 +74,12 @@ def _make_multi(l2: float, num_outputs: int) -> Learner:
         w = jnp.zeros((num_outputs, dim), float)
         return RlsState(w, jnp.eye(dim, dtype=w.dtype) / l2, jnp.zeros((), jnp.int32))
 
-    def step(state, x, y):
+    def wstep(state, x, y, weight):
         e = y - state.w @ x  # f[K] a-priori errors
         u = state.p @ x
-        denom = 1.0 + jnp.dot(x, u)
-        w = state.w + jnp.outer(e / denom, u)
-        p = state.p - jnp.outer(u, u) / denom
+        denom = 1.0 + weight * jnp.dot(x, u)
+        w = state.w + jnp.outer(weight * e / denom, u)
+        p = state.p - jnp.outer(weight * u, u) / denom
         return RlsState(w, p, state.t + 1), 0.5 * jnp.dot(e, e)
 
     def predict(state, x):
@@ -86,7 +89,7 @@ def _make_multi(l2: float, num_outputs: int) -> Learner:
         r = state.w @ x - y
         return 0.5 * jnp.dot(r, r)
 
-    return Learner(init, step, predict, loss_fn)
+    return from_wstep(init, wstep, predict, loss_fn)
 
 
 def downdate(state: RlsState, x: jax.Array, y: jax.Array) -> RlsState:

@@ -2,7 +2,11 @@
 
 Update (Zinkevich 2003): w_{t+1} = Pi_R(w_t - eta_t (clip(grad l_t(w_t)) + lambda w_t)),
 eta_t = learning_rate / sqrt(t), t = 1, 2, ... Built from optax transformations
-(clip, weight decay, schedule); the ball projection Pi_R is optional.
+(weight decay, schedule); the ball projection Pi_R is optional. The clip is our
+own :func:`~mpjax.learners.base.grad_clip`, not ``optax.clip_by_global_norm``: it
+must act on the loss gradient alone (the sample weight of ``wstep`` multiplies
+the *clipped* gradient, and the ridge term is not clipped), and its reverse-mode
+derivative must stay finite at a zero gradient, where optax's norm gives NaN.
 
 References:
   M. Zinkevich. Online convex programming and generalized infinitesimal
@@ -16,22 +20,20 @@ import jax.numpy as jnp
 import optax
 
 from mpjax import losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip, safe_norm
 
-__all__ = ["SgdState", "make"]
+__all__ = ["SgdState", "make", "project_l2_ball"]
 
 
 class SgdState(NamedTuple):
     w: jax.Array  # f[d]
-    opt_state: optax.OptState  # clip / decay / schedule states (the schedule holds the step count)
+    opt_state: optax.OptState  # decay / schedule states (the schedule holds the step count)
     t: jax.Array  # i32[] samples seen
 
 
-def _chain(l2, clip_norm, preconditioner=None):
-    """The optax stages before the step size: clip, ridge decay, preconditioner."""
+def _chain(l2, preconditioner=None):
+    """The optax stages before the step size: ridge decay, preconditioner."""
     parts = []
-    if clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(clip_norm))
     if l2:
         parts.append(optax.add_decayed_weights(l2))
     if preconditioner is not None:
@@ -67,26 +69,34 @@ def make(
         check_positive(radius=radius)
     fn = losses.get(loss)
     schedule = lambda count: -learning_rate * jax.lax.rsqrt(jnp.asarray(count + 1, float))
-    tx = optax.chain(*_chain(l2, clip_norm), optax.scale_by_schedule(schedule))
-    return _first_order_learner(tx, fn, radius, SgdState)
+    tx = optax.chain(*_chain(l2), optax.scale_by_schedule(schedule))
+    return _first_order_learner(tx, fn, clip_norm, radius, SgdState)
 
 
-def _first_order_learner(tx, fn, radius, state_cls):
-    """A Learner around an optax transformation; shared with AdaGrad."""
+def project_l2_ball(w: jax.Array, radius: float) -> jax.Array:
+    """Euclidean projection onto the ball of ``radius``; finite reverse-mode derivative at 0."""
+    return w * jnp.minimum(1.0, radius / jnp.maximum(safe_norm(w), jnp.finfo(w.dtype).tiny))
+
+
+def _first_order_learner(tx, fn, clip_norm, radius, state_cls):
+    """A Learner around an optax transformation; shared with AdaGrad.
+
+    The optax chain receives ``weight * clip(grad l) `` and adds the ridge term itself.
+    """
 
     def init(dim, key):
         del key
         w = jnp.zeros((dim,), float)  # float32, or float64 under jax.enable_x64
         return state_cls(w, tx.init(w), jnp.zeros((), jnp.int32))
 
-    def step(state, x, y):
+    def wstep(state, x, y, weight):
         z = jnp.dot(x, state.w)
         loss = fn.margin_value(z, y)
-        g = fn.dmargin(z, y) * x
+        g = weight * grad_clip(fn.dmargin(z, y) * x, clip_norm)
         updates, opt_state = tx.update(g, state.opt_state, state.w)
         w = optax.apply_updates(state.w, updates)
         if radius is not None:
-            w = optax.projections.projection_l2_ball(w, radius)
+            w = project_l2_ball(w, radius)
         return state_cls(w.astype(state.w.dtype), opt_state, state.t + 1), loss
 
     def predict(state, x):
@@ -95,4 +105,4 @@ def _first_order_learner(tx, fn, radius, state_cls):
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)
 
-    return Learner(init, step, predict, loss_fn)
+    return from_wstep(init, wstep, predict, loss_fn)

@@ -11,7 +11,7 @@ from absl.testing import parameterized
 
 from mpjax import learners
 from mpjax import run as run_lib
-from tests.utils import TestCase, assert_finite, assert_same_struct, variants
+from tests.utils import TestCase, _numeric_leaves, assert_finite, assert_same_struct, variants
 
 NAMES = tuple(learners.LEARNERS)
 D, K, N, T = 6, 3, 64, 200
@@ -194,3 +194,59 @@ def test_adaptive_stream_picks_the_max_loss_candidate():
         losses = 0.5 * (((xn[cand] @ w.T) - yn[cand]) ** 2).sum(axis=1)
         assert int(trace.row[step]) == int(cand[np.argmax(losses)])
         state, _ = learner.step(state, x[trace.row[step]], y[trace.row[step]])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wstep_with_weight_one_is_step_bitwise(name):
+    learner = learners.multi_output(learners.get(name), K)
+    x, y = _data(seed=5)
+    state = learner.init(D, jax.random.key(0))
+    step = jax.jit(learner.step)
+    wstep = jax.jit(lambda s, a, b: learner.wstep(s, a, b, jnp.float32(1.0)))
+    a = b = state
+    for i in range(30):
+        a, la = step(a, x[i], y[i])
+        b, lb = wstep(b, x[i], y[i])
+        chex.assert_trees_all_equal(la, lb)
+    chex.assert_trees_all_equal(_numeric_leaves(a), _numeric_leaves(b))
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", NAMES)
+def test_weight_zero_drops_the_loss_gradient_but_keeps_decay_and_counter(name):
+    """wstep(w=0) equals the same update with the sample's loss gradient replaced by 0."""
+    learner = learners.get(name)
+    x, y = (np.asarray(a, np.float64) for a in _data(seed=6))
+    state = learner.init(D, jax.random.key(0))
+    for i in range(8):
+        state, _ = learner.step(state, jnp.asarray(x[i]), y[i, 0])
+    skipped, _ = learner.wstep(state, jnp.asarray(x[9]), y[9, 0], 0.0)
+    assert int(skipped.t) == int(state.t) + 1
+    # The loss gradient is zero exactly when the target equals the prediction.
+    y_fit = float(learner.predict(state, jnp.asarray(x[9])))
+    fitted, _ = learner.step(state, jnp.asarray(x[9]), y_fit)
+    chex.assert_trees_all_close(skipped.w, fitted.w, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", NAMES)
+def test_reverse_mode_through_the_scan_is_finite_at_zero_weights(name):
+    """d(final loss)/d(sample weights) is finite from w = 0 (NaN-safe norms) and with zero weights."""
+    learner = learners.multi_output(learners.get(name), K)
+    x, y = (jnp.asarray(a, jnp.float64) for a in _data(seed=7))
+
+    def final_loss(weights):
+        state = learner.init(D, jax.random.key(0))
+
+        def body(s, inp):
+            xi, yi, wi = inp
+            s, _ = learner.wstep(s, xi, yi, wi)
+            return s, None
+
+        state, _ = jax.lax.scan(body, state, (x[:40], y[:40], weights))
+        return learner.loss(state, x[50], y[50])
+
+    for weights in (jnp.ones(40), jnp.zeros(40).at[::2].set(1.0)):
+        g = jax.grad(final_loss)(weights)
+        chex.assert_tree_all_finite(g)
+        assert float(jnp.abs(g).max()) > 0
