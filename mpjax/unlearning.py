@@ -47,7 +47,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mpjax import lbfgs
 from mpjax.learners import base, memory_pair
 from mpjax.privacy import calibrator as cal
 from mpjax.privacy import odometer as odo
@@ -223,14 +222,14 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
         n_present = jnp.sum(state.present)
         w = state.model.w
         grads = _loss_grads(w, x, y)  # f[K, d], clipped to G per output
-        step = jax.vmap(lbfgs.two_loop)(state.model.memory, grads)
+        step = jax.vmap(lambda st, g: memory_pair.precondition(hyper, st, g))(state.model, grads)
         w = w + step / jnp.maximum(n_present - 1, 1).astype(w.dtype)
-        memory = jax.vmap(lambda mem: lbfgs.purge(mem, row))(state.model.memory)
+        purged = jax.vmap(lambda st: memory_pair.purge(st, row))(state.model)
         key = jax.random.fold_in(state.key, state.events)
         xi = jax.random.normal(key, w.shape, w.dtype)
         noise = odometer.sigma * xi if settings.noise else jnp.zeros_like(w)
         w = w + noise
-        model = memory_pair.MemoryPairState(w, memory, state.model.t, state.model.key)
+        model = purged._replace(w=w)
         new = UnlearningState(
             model=model,
             stats=state.stats,
@@ -295,7 +294,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     def finalize(state):
         """Ends CALIBRATION: fixes (G, D, c, C, N*) and the odometer (m, sigma, eps_step)."""
         # H of the K-output model is block diagonal: its spectrum is the union of the blocks'.
-        c_k, big_c_k = jax.vmap(lbfgs.eigen_bounds)(state.model.memory)
+        c_k, big_c_k = jax.vmap(lambda st: memory_pair.eigen_bounds(hyper, st))(state.model)
         one = jax.tree_util.tree_map(lambda a: a[0], state.model.memory)
         calibration = cal.finalize(state.stats, one, settings.gamma_learn, quantile=settings.quantile,
                                    D_cap=settings.D_cap, bound=settings.bound, min_points=settings.min_points)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from mpjax import lbfgs, losses
 from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip, safe_norm
 
-__all__ = ["MemoryPairState", "make", "insert", "restart"]
+__all__ = ["MemoryPairState", "make", "insert", "restart", "purge", "precondition", "eigen_bounds"]
 
 
 class MemoryPairState(NamedTuple):
@@ -130,3 +130,20 @@ def restart(state: MemoryPairState, w: jax.Array) -> MemoryPairState:
     """
     m, d = state.memory.s.shape
     return MemoryPairState(w.astype(state.w.dtype), lbfgs.init(m, d, state.w.dtype), state.t, state.key)
+
+
+def precondition(hyper: _Hyper, state: MemoryPairState, g: jax.Array) -> jax.Array:
+    """``H g``: the learner's current inverse-Hessian approximation applied to ``g`` (f[d])."""
+    del hyper
+    return lbfgs.two_loop(state.memory, g)
+
+
+def eigen_bounds(hyper: _Hyper, state: MemoryPairState) -> tuple[jax.Array, jax.Array]:
+    """``(c, C)``: the extreme eigenvalues of the operator :func:`precondition` applies."""
+    del hyper
+    return lbfgs.eigen_bounds(state.memory)
+
+
+def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
+    """The state without the curvature pairs that sample ``tag`` contributed to."""
+    return MemoryPairState(state.w, lbfgs.purge(state.memory, tag), state.t, state.key)
