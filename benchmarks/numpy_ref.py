@@ -109,52 +109,51 @@ def rls(table, targets, idx, l2=1e-3):
     return out
 
 
-def memorypair(
-    table, targets, idx, memory_size=10, learning_rate=0.5, l2=1e-2, clip_norm=1.0, max_step=1.0, curvature_eps=1e-8
-):
-    """Memory-Pair insert: online L-BFGS, two-loop over a deque of (s, y, rho) pairs."""
+def memorypair(table, targets, idx, memory_size=10, learning_rate=1.0, l2=1e-2, clip_norm=1.0, curvature_block=20):
+    """Memory-Pair insert (mpjax/learners/memory_pair.py): two two-loops per step over a
+    deque of (s, y, rho) pairs, normalised step, block Hessian-vector curvature pairs."""
     dt = table.dtype.type
     d = table.shape[1]
     w = np.zeros(d, table.dtype)
     pairs = deque(maxlen=memory_size)  # oldest first; appending drops the oldest
-    alpha = [0.0] * memory_size
+    alpha = np.zeros((memory_size, 2), table.dtype)
     out = np.empty(len(idx), table.dtype)
     lam = dt(l2)
+    probe = np.zeros(d, table.dtype)
+    probe_hv = np.zeros(d, table.dtype)
     for t, i in enumerate(idx):
         x = table[i]
         yt = targets[i]
         z = x @ w
         r = z - yt
         out[t] = 0.5 * r * r
-        g = _clip(r * x, clip_norm)
-        g += lam * w
-        # Two-loop product H g (Nocedal & Wright Alg. 7.4), gamma from the newest pair.
-        q = g
+        norm = abs(r) * np.sqrt(x @ x)
+        a = r * min(dt(1.0), dt(clip_norm) / norm) if norm > 0 else r
+        # Two-loop product H [x, w] (Nocedal & Wright Alg. 7.4), gamma from the newest pair.
+        q = np.stack([x, w], axis=1)  # f[d, 2]
         for k in range(len(pairs) - 1, -1, -1):
             s, yv, rho = pairs[k]
-            a = rho * (s @ q)
-            alpha[k] = a
-            q = q - a * yv
+            alpha[k] = rho * (s @ q)
+            q = q - np.outer(yv, alpha[k])
         if pairs:
             s, yv, _ = pairs[-1]
             q *= (s @ yv) / (yv @ yv)
         for k in range(len(pairs)):
             s, yv, rho = pairs[k]
-            b = rho * (yv @ q)
-            q += (alpha[k] - b) * s
-        step = q
-        step *= dt(learning_rate / np.sqrt(t + 1.0))
-        norm = np.sqrt(step @ step)
-        if norm > max_step:
-            step *= max_step / norm
-        w_new = w - step
-        s = -step
-        yv = (x @ w_new - yt - r) * x
-        yv += lam * s
-        sy = s @ yv
-        if sy > curvature_eps * np.sqrt(s @ s) * np.sqrt(yv @ yv):
-            pairs.append((s, yv, dt(1.0) / sy))
-        w = w_new
+            q += np.outer(s, alpha[k] - rho * (yv @ q))
+        u, v = q[:, 0], q[:, 1]
+        eta = dt(learning_rate / np.sqrt(t + 1.0))
+        step_size = eta / (dt(1.0) + eta * (x @ u))
+        w = w - step_size * (a * u + lam * v)
+        if t % curvature_block == 0:
+            probe = u
+            probe_hv = np.zeros(d, table.dtype)
+        probe_hv += (x @ probe) * x
+        if (t + 1) % curvature_block == 0:
+            yv = probe_hv / dt(curvature_block) + lam * probe
+            sy = probe @ yv
+            if sy > 0:
+                pairs.append((probe, yv, dt(1.0) / sy))
     return out
 
 

@@ -71,7 +71,7 @@ def get_config(arg=None) -> ConfigDict:
     # Exact reference (comparator and retrained model).
     c.lam = 0.1
 
-    c.learner = ConfigDict({"memory_size": 10, "learning_rate": 0.5, "l2": 0.1, "clip_norm": 1.0, "max_step": 1.0})
+    c.learner = ConfigDict({"memory_size": 10, "learning_rate": 0.5, "l2": 0.1, "clip_norm": 1.0})
     c.privacy = ConfigDict(
         {
             "gamma_learn": 0.1,

@@ -26,6 +26,7 @@ __all__ = [
     "init",
     "push",
     "purge",
+    "purge_since",
     "initial_scale",
     "two_loop",
     "compact_form",
@@ -114,6 +115,24 @@ def purge(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
     )
 
 
+def purge_since(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
+    """Empties every slot whose tag is ``>= tag`` (pairs formed at or after sample ``tag``).
+
+    With tags that grow with insertion order, these are the pairs that sample ``tag``
+    influenced, directly or through the pairs built on it. A negative ``tag`` empties all.
+    """
+    hit = (mem.tag >= tag) & (mem.rho != 0)
+    keep = ~hit
+    return LbfgsMemory(
+        s=jnp.where(keep[:, None], mem.s, 0),
+        y=jnp.where(keep[:, None], mem.y, 0),
+        rho=jnp.where(keep, mem.rho, 0),
+        tag=jnp.where(keep, mem.tag, -1),
+        head=mem.head,
+        size=jnp.sum(keep & (mem.rho != 0)).astype(jnp.int32),
+    )
+
+
 def initial_scale(mem: LbfgsMemory) -> jax.Array:
     """gamma = s.y / y.y of the newest stored pair (N&W eq. 7.20); 1 when empty."""
     m = mem.s.shape[0]
@@ -131,12 +150,15 @@ def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> 
 
     Args:
       mem: the curvature memory.
-      g: f[d] vector (usually a gradient).
+      g: f[d] vector (usually a gradient), or f[n, d]: n vectors at once (rows),
+        which shares the loop over the pairs (one pass, n-wide dot products).
       gamma: scale of H_0 = gamma I; defaults to :func:`initial_scale`.
 
     Returns:
-      f[d], ``H g``. With an empty memory this is ``gamma * g``.
+      ``H g`` of the shape of ``g``. With an empty memory this is ``gamma * g``.
     """
+    if g.ndim == 2:
+        return _two_loop_rows(mem, g, gamma)
     m = mem.s.shape[0]
     # One gather puts the ring in chronological order (oldest first), so the loops below
     # index it with static (or loop-counter) positions: plain slices, the same for every
@@ -174,6 +196,24 @@ def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> 
     for i in range(m):  # oldest first
         b = rho[i] * jnp.dot(y[i], r)
         r = r + (alpha[i] - b) * s[i]
+    return r
+
+
+def _two_loop_rows(mem, g, gamma):
+    """:func:`two_loop` for f[n, d]: row i of the result is ``H g[i]`` (same arithmetic per row)."""
+    m = mem.s.shape[0]
+    order = (mem.head + jnp.arange(m)) % m
+    s, y, rho = mem.s[order], mem.y[order], mem.rho[order]
+    if gamma is None:
+        gamma = _scale_chrono(s, y, rho)
+    q, alpha = g, [None] * m
+    for i in reversed(range(m)):  # newest first
+        alpha[i] = rho[i] * (q @ s[i])  # f[n]
+        q = q - alpha[i][:, None] * y[i][None, :]
+    r = gamma * q
+    for i in range(m):  # oldest first
+        b = rho[i] * (r @ y[i])
+        r = r + (alpha[i] - b)[:, None] * s[i][None, :]
     return r
 
 

@@ -144,3 +144,33 @@ def test_cautious_rule_skips_pairs_of_low_curvature_ratio():
     jax.tree_util.tree_map(np.testing.assert_array_equal, skipped, mem)
     high, ok = lbfgs.push(mem, s, 0.2 * s, min_curvature=0.1)
     assert bool(ok) and float(lbfgs.initial_scale(high)) == pytest.approx(5.0)  # gamma = s.y/y.y <= 1/mu
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("n_pushed", [0, 2, M + 3])
+def test_two_loop_on_rows_equals_dense_h_per_row(n_pushed):
+    rng = np.random.default_rng(40 + n_pushed)
+    pairs = _random_pairs(rng, n_pushed, D)
+    mem = lbfgs.init(M, D, jnp.float64)
+    for s, y in pairs:
+        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y))
+    h = _dense_h(pairs[-M:], float(lbfgs.initial_scale(mem)), D)
+    g = rng.normal(size=(3, D))
+    np.testing.assert_allclose(np.asarray(lbfgs.two_loop(mem, jnp.asarray(g))), g @ h.T, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_purge_since_empties_the_tagged_pair_and_newer_ones():
+    rng = np.random.default_rng(4)
+    pairs = _random_pairs(rng, M, D)
+    mem = lbfgs.init(M, D, jnp.float64)
+    for i, (s, y) in enumerate(pairs):
+        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), tag=10 * i)
+    cut = lbfgs.purge_since(mem, 15)  # keeps tags 0 and 10
+    assert sorted(int(t) for t in np.asarray(cut.tag) if t >= 0) == [0, 10] and int(cut.size) == 2
+    gamma = float(lbfgs.initial_scale(cut))
+    np.testing.assert_allclose(gamma, (pairs[1][0] @ pairs[1][1]) / (pairs[1][1] @ pairs[1][1]))
+    g = rng.normal(size=D)
+    np.testing.assert_allclose(np.asarray(lbfgs.two_loop(cut, jnp.asarray(g))), _dense_h(pairs[:2], gamma, D) @ g,
+                               rtol=1e-9)
+    assert int(lbfgs.purge_since(mem, -1).size) == 0

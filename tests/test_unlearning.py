@@ -141,13 +141,17 @@ def test_noise_scale_equals_the_formula_and_uses_the_data_independent_sensitivit
 
 
 def test_delete_purges_the_rows_curvature_pairs():
+    """The pair whose block held the row, and every newer pair, leave the ring (memory_pair.purge)."""
     x, y = _data()
     u = _make(noise=False)
     state, n_star = _interleaving(u, x, y)
-    newest = int(n_star - 1)  # the last insert's pairs are surely still in the ring
-    assert bool(jnp.any(state.model.memory.tag == newest))
-    after, ev = _apply_all(u, state, [ul.OP_DELETE], [newest], x, y)
-    assert ev[0].applied and not bool(jnp.any(after.model.memory.tag == newest))
+    tags = np.asarray(state.model.memory.tag[0])
+    kept = sorted(int(t) for t in tags if t >= 0)
+    assert len(kept) >= 2
+    row = kept[-2] + 1  # a row inside the block of the second newest pair
+    after, ev = _apply_all(u, state, [ul.OP_DELETE], [row], x, y)
+    left = sorted(int(t) for t in np.asarray(after.model.memory.tag[0]) if t >= 0)
+    assert ev[0].applied and left == kept[:-2]
     assert bool(jnp.all((after.model.memory.tag == -1) == (after.model.memory.rho == 0)))
 
 
@@ -164,7 +168,7 @@ def test_noiseless_delete_moves_toward_the_retrained_model():
     y = np.eye(K)[labels]
     lam = 0.1
     u = ul.make(K, ul.Settings(horizon=1000, gamma_learn=1e-3, noise=False, min_points=4), l2=lam, clip_norm=10.0,
-                learning_rate=0.3, memory_size=6, max_step=None)
+                learning_rate=0.3, memory_size=6)
     state = u.init(D, n, jax.random.key(1))
     step = jax.jit(u.apply)
     for r in range(n):

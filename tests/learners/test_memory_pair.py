@@ -1,73 +1,143 @@
-"""Memory-Pair insert against a NumPy loop that builds the dense BFGS inverse each step."""
+"""Memory-Pair insert against an independent float64 NumPy loop written from its docstring.
+
+The reference builds the dense BFGS inverse H from the stored pairs every step (no
+two-loop, no ring arrays), so it shares no code with mpjax.lbfgs.
+"""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mpjax import lbfgs
 from mpjax.learners import memory_pair
-from tests.learners._ref import clip, run_jax, stream
+from tests.learners._ref import run_jax, stream
 from tests.test_lbfgs import _dense_h
 
 
-def _numpy_memory_pair(x, y, m, lr, lam, c, max_step, eps=1e-8, mu=0.0):
-    d = x.shape[1]
+def numpy_memory_pair(x, y, *, m, lr, lam, clip, block, loss="squared", weights=None):
+    """The insert of mpjax/learners/memory_pair.py's docstring, steps 1-7, one sample at a time."""
+    t_total, d = x.shape
+    weights = np.ones(t_total) if weights is None else weights
     w = np.zeros(d)
-    pairs, ws, losses, skipped = [], [], [], 0
-    for t in range(len(y)):
-        z = x[t] @ w
-        losses.append(0.5 * (z - y[t]) ** 2)
-        g = clip((z - y[t]) * x[t], c) + lam * w
-        gamma = (pairs[-1][0] @ pairs[-1][1]) / (pairs[-1][1] @ pairs[-1][1]) if pairs else 1.0
-        step = lr / np.sqrt(t + 1) * (_dense_h(pairs, gamma, d) @ g)
-        if np.linalg.norm(step) > max_step:
-            step *= max_step / np.linalg.norm(step)
-        w_new = w - step
-        s = w_new - w
-        yv = (x[t] @ w_new - z) * x[t] + lam * s
-        if s @ yv > eps * np.linalg.norm(s) * np.linalg.norm(yv) and s @ yv >= mu * (s @ s):
-            pairs = (pairs + [(s, yv)])[-m:]
+    pairs, tags = [], []
+    probe, probe_hv, probe_tag = np.zeros(d), np.zeros(d), 0
+    ws, losses = [], []
+    for t in range(t_total):
+        xt, yt, om = x[t], y[t], weights[t]
+        z = xt @ w
+        if loss == "squared":
+            losses.append(0.5 * (z - yt) ** 2)
+            dz, h = z - yt, 1.0
         else:
-            skipped += 1
+            losses.append(np.logaddexp(0.0, z) - yt * z)
+            sig = 1.0 / (1.0 + np.exp(-z))
+            dz, h = sig - yt, sig * (1.0 - sig)
+        gnorm = abs(dz) * np.linalg.norm(xt)
+        a = om * dz * (min(1.0, clip / gnorm) if gnorm > 0 else 1.0)
+        gamma = (pairs[-1][0] @ pairs[-1][1]) / (pairs[-1][1] @ pairs[-1][1]) if pairs else 1.0
+        hmat = _dense_h(pairs, gamma, d)
+        u, v = hmat @ xt, hmat @ w
+        eta = lr / np.sqrt(t + 1)
+        alpha = eta / (1.0 + eta * (xt @ u))
+        w_new = w - alpha * (a * u + lam * v)
+        if t % block == 0:
+            probe, probe_hv, probe_tag = u, np.zeros(d), t
+        probe_hv = probe_hv + om * h * (xt @ probe) * xt
+        if (t + 1) % block == 0:
+            s_pair, y_pair = probe, probe_hv / block + lam * probe
+            if s_pair @ y_pair > 0:
+                pairs, tags = (pairs + [(s_pair, y_pair)])[-m:], (tags + [probe_tag])[-m:]
         w = w_new
         ws.append(w.copy())
-    return np.array(ws), np.array(losses), pairs
+    return np.array(ws), np.array(losses), pairs, tags
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("max_step,mu", [(10.0, 0.0), (0.05, 0.0), (10.0, 0.3)])
-def test_insert_equals_dense_bfgs_numpy_loop(max_step, mu):
-    m, lr, lam, c = 4, 0.9, 0.05, 0.5
-    x, y = stream(seed=6, n=120, d=6, scale=2.0)
-    learner = memory_pair.make(memory_size=m, learning_rate=lr, l2=lam, clip_norm=c, max_step=max_step,
-                               min_curvature=mu)
+@pytest.mark.parametrize("loss,block,clip", [("squared", 5, 0.5), ("squared", 1, 10.0), ("logistic", 3, 0.3)])
+def test_insert_equals_independent_numpy_loop(loss, block, clip):
+    m, lr, lam = 4, 1.5, 0.05
+    x, y = stream(seed=6, n=160, d=6, scale=2.0)
+    learner = memory_pair.make(memory_size=m, learning_rate=lr, l2=lam, clip_norm=clip, loss=loss,
+                               curvature_block=block)
     state, losses, ws = run_jax(learner, x, y)
-    ref_ws, ref_losses, ref_pairs = _numpy_memory_pair(x, y, m, lr, lam, c, max_step, mu=mu)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(ws, ref_ws, rtol=1e-8, atol=1e-11)
-    # The ring holds the last m accepted pairs, each tagged with its insert index.
+    ref_ws, ref_losses, ref_pairs, ref_tags = numpy_memory_pair(x, y, m=m, lr=lr, lam=lam, clip=clip,
+                                                                block=block, loss=loss)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ws, ref_ws, rtol=1e-9, atol=1e-12)
+    # The ring holds the last m pairs, oldest first after the head, tagged with their block's first step.
     assert int(state.memory.size) == len(ref_pairs) == m
     order = (int(state.memory.head) + np.arange(m)) % m
-    np.testing.assert_allclose(np.asarray(state.memory.s)[order], np.array([p[0] for p in ref_pairs]), rtol=1e-8, atol=1e-12)
-    tags = np.asarray(state.memory.tag)[order]
-    assert list(tags) == sorted(tags) and tags[-1] <= len(y) - 1
+    np.testing.assert_allclose(np.asarray(state.memory.s)[order], np.array([p[0] for p in ref_pairs]),
+                               rtol=1e-9, atol=1e-12)
+    assert list(np.asarray(state.memory.tag)[order]) == ref_tags
 
 
 @pytest.mark.usefixtures("x64")
-def test_curvature_pairs_include_the_ridge_term():
-    lam = 0.3
-    learner = memory_pair.make(memory_size=3, l2=lam, learning_rate=1.0)
-    state = learner.init(4, jax.random.key(0))
-    x = np.array([0.5, 0.0, 0.5, 0.0])
-    state, _ = learner.step(state, x, 1.0)
-    slot = (int(state.memory.head) - 1) % 3
-    s, yv = np.asarray(state.memory.s[slot]), np.asarray(state.memory.y[slot])
-    np.testing.assert_allclose(yv, (np.outer(x, x) + lam * np.eye(4)) @ s, rtol=1e-12)
-    assert int(state.memory.tag[slot]) == 0
+def test_weighted_insert_equals_numpy_loop_with_weights():
+    x, y = stream(seed=8, n=120, d=5)
+    omega = np.random.default_rng(0).uniform(0.0, 2.0, size=len(y))
+    omega[::7] = 0.0
+    learner = memory_pair.make(memory_size=3, learning_rate=1.0, l2=0.1, clip_norm=0.4, curvature_block=4)
+    state = learner.init(x.shape[1], jax.random.key(0))
+
+    def body(s, inp):
+        s, loss = learner.wstep(s, *inp)
+        return s, s.w
+
+    _, ws = jax.lax.scan(body, state, (jnp.asarray(x), jnp.asarray(y), jnp.asarray(omega)))
+    ref_ws, _, _, _ = numpy_memory_pair(x, y, m=3, lr=1.0, lam=0.1, clip=0.4, block=4, weights=omega)
+    np.testing.assert_allclose(np.asarray(ws), ref_ws, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_every_pair_has_curvature_between_lambda_and_the_sampled_hessian():
+    lam = 0.02
+    x, y = stream(seed=9, n=400, d=8)
+    learner = memory_pair.make(memory_size=6, l2=lam, curvature_block=10)
+    state, _, _ = run_jax(learner, x, y)
+    s, yv = np.asarray(state.memory.s), np.asarray(state.memory.y)
+    ratio = np.sum(s * yv, 1) / np.sum(s * s, 1)
+    assert np.all(ratio >= lam * (1 - 1e-12))
+    assert np.all(ratio <= lam + np.max(np.sum(x * x, 1)) + 1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_restart_empties_the_memory_and_keeps_the_counter():
+    x, y = stream(seed=10, n=90, d=5)
+    learner = memory_pair.make(memory_size=3, curvature_block=4)
+    state, _, _ = run_jax(learner, x, y)
+    w = jnp.arange(5.0)
+    fresh = memory_pair.restart(state, w)
+    np.testing.assert_array_equal(fresh.w, w)
+    assert int(fresh.memory.size) == 0 and int(fresh.t) == int(state.t)
+    np.testing.assert_array_equal(memory_pair.precondition(learner.hyper, fresh, w), w)  # H = I
+    assert not np.any(np.asarray(fresh.probe)) and not np.any(np.asarray(fresh.probe_hv))
+    # The next insert is the insert from (w, empty memory): same as a learner that starts there.
+    start = memory_pair.restart(learner.init(5, jax.random.key(0)), w)._replace(t=fresh.t)
+    a, _ = learner.step(fresh, jnp.asarray(x[0]), y[0])
+    b, _ = learner.step(start, jnp.asarray(x[0]), y[0])
+    np.testing.assert_array_equal(a.w, b.w)
+
+
+@pytest.mark.usefixtures("x64")
+def test_purge_drops_the_rows_block_pair_and_every_later_one():
+    x, y = stream(seed=11, n=5 * 4 + 2, d=5)
+    learner = memory_pair.make(memory_size=8, curvature_block=4)
+    state, _, _ = run_jax(learner, x, y)  # pairs of blocks starting at 0, 4, 8, 12, 16; probe at 20
+    tags = sorted(int(t) for t in np.asarray(state.memory.tag) if t >= 0)
+    assert tags == [0, 4, 8, 12, 16] and int(state.probe_tag) == 20
+    for row, kept in [(9, [0, 4]), (8, [0, 4]), (16, [0, 4, 8, 12]), (21, [0, 4, 8, 12, 16]), (0, [])]:
+        purged = memory_pair.purge(state, row)
+        left = sorted(int(t) for t in np.asarray(purged.memory.tag) if t >= 0)
+        assert left == kept, row
+        assert int(purged.memory.size) == len(kept)
+        assert not np.any(np.asarray(purged.probe))  # the pair being measured always goes
 
 
 def test_make_validates_hyperparameters():
-    for bad in ({"l2": 0.0}, {"learning_rate": 0.0}, {"memory_size": 2.5}, {"max_step": -1.0}, {"loss": "hinge"}):
+    for bad in ({"l2": 0.0}, {"learning_rate": 0.0}, {"memory_size": 2.5}, {"curvature_block": 0},
+                {"clip_norm": -1.0}, {"loss": "hinge"}):
         with pytest.raises(ValueError):
             memory_pair.make(**bad)
 
