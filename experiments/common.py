@@ -262,15 +262,20 @@ def t_quantile_975(nu: int) -> float:
 
 
 def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% Student-t interval over ``axis`` (NaNs ignored); one replicate gives lo = hi = mean."""
-    v = np.asarray(values, np.float64)
-    n = np.sum(np.isfinite(v), axis=axis)
-    mean = np.nanmean(v, axis=axis)
-    if v.shape[axis] < 2:
-        return mean, mean.copy(), mean.copy()
-    sd = np.nanstd(v, axis=axis, ddof=1)
-    q = np.vectorize(lambda k: t_quantile_975(int(k) - 1))(np.atleast_1d(n)).reshape(np.shape(n))
-    half = q * sd / np.sqrt(np.maximum(n, 1))
+    """Mean and 95% Student-t interval over ``axis``, ignoring non-finite entries.
+
+    One finite replicate gives lo = hi = mean; none gives NaN (computed from counts, so an
+    all-NaN slice is NaN without NumPy's empty-slice warnings).
+    """
+    v = np.moveaxis(np.asarray(values, np.float64), axis, 0)
+    ok = np.isfinite(v)
+    n = ok.sum(axis=0)
+    vz = np.where(ok, v, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, vz.sum(axis=0) / np.maximum(n, 1), np.nan)
+        var = np.where(ok, (v - mean) ** 2, 0.0).sum(axis=0) / np.maximum(n - 1, 1)
+    q = np.vectorize(lambda k: t_quantile_975(int(k) - 1) if k >= 2 else 0.0, otypes=[float])(np.atleast_1d(n))
+    half = q.reshape(np.shape(n)) * np.sqrt(var) / np.sqrt(np.maximum(n, 1))
     return mean, mean - half, mean + half
 
 

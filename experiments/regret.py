@@ -3,16 +3,22 @@
     python -m experiments.regret --dataset=covtype --stream=adv
     python -m experiments.regret --sweep
 
-For each (dataset, stream, algorithm) all seeds run in one ``vmap`` inside one
-compiled program; regret is exact at every step (``mpjax.regret``) and
-reported at logged steps with a 95% band over seeds, a fitted log-log slope
-and a verdict. Outputs (atomic): ``{dataset}_{stream}_{algo}.{csv,npz,json,png}``
-and ``{dataset}_{stream}.png`` under ``--workdir``; ``--sweep`` adds
-``summary.md`` and ``summary_grid.png``.
+Per (dataset, stream) the seeds' stream schedules are built once, in one compiled
+program, and shared by every learner; per algorithm all seeds run in one ``vmap``
+inside one compiled program, sharded over the host's devices (one per core by
+default; results are bit-identical to the unsharded run). Regret is exact at every
+step (``mpjax.regret``) and reported at logged steps with a 95% band over seeds, a
+log-log slope per seed and a verdict (:func:`slope_verdict`). The seed band covers
+the stream order and the initialisation on one fixed data set. Outputs (atomic):
+``{dataset}_{stream}_{algo}.{csv,npz,json,png}`` and ``{dataset}_{stream}.png``
+under ``--workdir``; ``--sweep`` adds ``summary.md`` and ``summary_grid.png``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import sys
 import time
 
@@ -59,7 +65,10 @@ _NAMED = ("dataset", "stream", "algo", "T", "seed", "num_seeds", "workdir", "dat
           "require_real", "float64", "sweep", "commit_results", "shard_seeds", "overwrite")
 
 # Fields that do not change results (excluded from the rerun hash).
-_NON_RESULT_FIELDS = ("workdir", "commit_results", "overwrite", "sweep", "shard_seeds", "distributed")
+_NON_RESULT_FIELDS = ("workdir", "commit_results", "overwrite", "sweep", "shard_seeds", "distributed", "cpu_devices",
+                      "compilation_cache")
+
+SEED_BAND = "stream order and learner initialisation on one fixed data set (the data are not resampled)"
 
 
 def _check_config(cfg):
@@ -73,6 +82,11 @@ def _check_config(cfg):
         raise app.UsageError(f"config.loss must be squared or logistic, got {cfg.loss!r}")
     if cfg.loss == "logistic" and cfg.algo == "rls":
         raise app.UsageError("rls is exact for the squared loss only")
+    unknown = sorted(set(cfg.float64_learners) - set(ALGOS))
+    if unknown:
+        raise app.UsageError(f"config.float64_learners: unknown learners {unknown}; valid: {', '.join(ALGOS)}")
+    if cfg.cpu_devices < 0:
+        raise app.UsageError(f"config.cpu_devices must be >= 0 (0: one per core), got {cfg.cpu_devices}")
 
 
 # --------------------------------------------------------------------------- one cell
@@ -97,75 +111,121 @@ def _seeds_for(cfg, algo, dim):
     return cfg.num_seeds
 
 
-def _place(cfg, keys, table, targets):
-    """Device-resident inputs; with --shard_seeds the seed axis spans every device."""
-    if not cfg.shard_seeds:
-        return jax.device_put(keys), jax.device_put(table), jax.device_put(targets)
+def _mesh(cfg):
+    """A one-axis mesh over every device when seeds are sharded, else None."""
+    if not cfg.shard_seeds or jax.device_count() < 2:
+        return None
+    return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _padded(num_seeds, mesh):
+    """Seed count rounded up to a multiple of the devices (extra seeds are computed, then dropped)."""
+    if mesh is None:
+        return num_seeds
+    n_dev = mesh.devices.size
+    return -(-num_seeds // n_dev) * n_dev
+
+
+def _put(mesh, value, sharded):
+    """Device placement: the seed axis (axis 0) split over the mesh, or replicated data."""
+    if mesh is None:
+        return jax.device_put(value)
     from jax.sharding import NamedSharding, PartitionSpec
 
-    n_dev = jax.device_count()
-    if keys.shape[0] % n_dev:
-        raise app.UsageError(f"--shard_seeds needs num_seeds divisible by the {n_dev} devices, got {keys.shape[0]}")
-    # Auto axes: XLA propagates the seed sharding through the vmapped scan (no explicit collectives).
-    mesh = jax.make_mesh((n_dev,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
-    seeds = NamedSharding(mesh, PartitionSpec("seeds"))
-    rep = NamedSharding(mesh, PartitionSpec())
-    return jax.device_put(keys, seeds), jax.device_put(table, rep), jax.device_put(targets, rep)
+    spec = PartitionSpec("seeds") if sharded else PartitionSpec()
+    return jax.device_put(value, NamedSharding(mesh, spec))
 
 
-def run_learner(cfg, data, stream_kind, algo, num_seeds):
-    """Runs one learner over every seed; returns the traces, stream params and timings."""
+class Schedules:
+    """Every seed's stream, built once per (dataset, stream) and shared by the learners.
+
+    ``keys`` are the replicate keys (padded to the mesh), ``stream`` the stacked
+    :class:`mpjax.streams.Stream` (device arrays, seed axis first), ``table`` and
+    ``targets`` the data on the devices. The stream depends on the seed and the
+    configuration only, never on a learner or the precision.
+    """
+
+    def __init__(self, cfg, data, stream_kind, num_seeds, mesh):
+        self.kind, self.mesh, self.num_seeds = stream_kind, mesh, num_seeds
+        k = data.num_classes
+        table = np.asarray(streams.stream_table(data, stream_kind), np.float32)
+        targets = np.asarray(data.y, np.float32)
+        run_lib.validate_data(table, targets, name=data.name)
+        self.table_host, self.targets_host = table, targets
+        self.transform = streams.make_transform(data, stream_kind)
+        opts = dict(cfg.stream_opts)
+        is_image, raw_dim = data.image_shape is not None, data.raw.shape[1]
+        padded = _padded(num_seeds, mesh)
+        self.keys = _put(mesh, run_lib.seed_keys(cfg.seed, padded), True)
+        self.table = _put(mesh, table, False)
+        self.targets = _put(mesh, targets, False)
+        labels = _put(mesh, np.asarray(data.labels, np.int32), False)
+
+        def build(keys, labels):
+            # Labels are an argument, not a closure constant: XLA would constant-fold the schedule.
+            return jax.vmap(lambda key: streams.make_stream(
+                stream_kind, run_lib.purpose_key(key, run_lib.TAG_STREAM), labels, cfg.T, num_classes=k,
+                is_image=is_image, raw_dim=raw_dim, **opts))(keys)
+
+        with common.Stopwatch() as sw:
+            self.stream = jax.block_until_ready(jax.jit(build)(self.keys, labels))
+        self.seconds = sw.seconds
+
+
+def run_learner(cfg, data, sched, algo, num_seeds):
+    """Runs one learner over the first ``num_seeds`` seeds of the shared schedules.
+
+    Learners named in ``cfg.float64_learners`` (or all, with ``--float64``) run with
+    float64 state (``jax.enable_x64``); the others in float32. Returns the traces
+    (host arrays, seed axis first) and the compile and run seconds.
+    """
     k = data.num_classes
-    table = np.asarray(streams.stream_table(data, stream_kind), np.float32)
-    targets = np.asarray(data.y, np.float32)
-    run_lib.validate_data(table, targets, name=data.name)
-    transform = streams.make_transform(data, stream_kind)
-    opts = dict(cfg.stream_opts)
-    is_image, raw_dim = data.image_shape is not None, data.raw.shape[1]
     hyper = dict(cfg.learners[algo])
     if algo != "rls":
         hyper["loss"] = cfg.loss
-    learner = learners.multi_output(learners.get(algo, **hyper), k)
+    x64 = bool(cfg.float64) or algo in cfg.float64_learners
+    padded = _padded(num_seeds, sched.mesh)
+    with jax.enable_x64(x64):
+        learner = learners.multi_output(learners.get(algo, **hyper), k)
+        dim = data.x.shape[1]
 
-    def program(keys, table, targets, labels):
-        # Labels are an argument, not a closure constant: XLA would constant-fold the schedule.
-        def make_stream(key):
-            return streams.make_stream(stream_kind, key, labels, cfg.T, num_classes=k, is_image=is_image,
-                                       raw_dim=raw_dim, **opts)
+        def program(keys, stream, table, targets):
+            def one(key, stream):
+                state = learner.init(dim, run_lib.purpose_key(key, run_lib.TAG_INIT))
+                _, trace = run_lib.run(learner, state, table, targets, stream, sched.transform, cfg.unroll)
+                return trace
 
-        runner = run_lib.make_runner(learner, data.x.shape[1], make_stream, transform, cfg.unroll)
-        trace = jax.vmap(runner, in_axes=(0, None, None))(keys, table, targets)
-        sched = jax.vmap(lambda key: make_stream(run_lib.purpose_key(key, run_lib.TAG_STREAM)))(keys)
-        return trace, sched.aux, sched.direction
+            return jax.vmap(one)(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream))
 
-    keys, table_d, targets_d = _place(cfg, run_lib.seed_keys(cfg.seed, num_seeds), table, targets)
-    labels_d = jax.device_put(np.asarray(data.labels, np.int32), getattr(table_d, "sharding", None))
-    with common.Stopwatch() as compile_time:
-        compiled = jax.jit(program).lower(keys, table_d, targets_d, labels_d).compile()
-    with common.Stopwatch() as run_time:
-        with jax.transfer_guard("disallow"):
-            out = compiled(keys, table_d, targets_d, labels_d)
-        out = jax.block_until_ready(out)
-    trace, aux, direction = jax.device_get(out)
-    return {
-        "trace": trace, "aux": aux, "direction": direction, "table": table, "targets": targets,
-        "transform": transform, "compile_s": compile_time.seconds, "run_s": run_time.seconds,
-    }
+        args = (sched.keys, sched.stream, sched.table, sched.targets)
+        with common.Stopwatch() as compile_time:
+            compiled = jax.jit(program).lower(*args).compile()
+        with common.Stopwatch() as run_time:
+            with jax.transfer_guard("disallow"):
+                out = compiled(*args)
+            out = jax.block_until_ready(out)
+    trace = jax.tree_util.tree_map(lambda a: np.asarray(a)[:num_seeds], jax.device_get(out))
+    return {"trace": trace, "x64": x64, "compile_s": compile_time.seconds, "run_s": run_time.seconds}
 
 
-def comparators(cfg, data, stream_kind, rows, aux, direction, table, targets, transform):
+def comparators(cfg, data, sched, rows, num_seeds):
     """Exact comparator increments per seed (float64): static, and dynamic for drift."""
     d, k = data.x.shape[1], data.num_classes
+    stream_kind, transform = sched.kind, sched.transform
+    padded = _padded(num_seeds, sched.mesh)
+    rows = np.concatenate([rows, np.repeat(rows[-1:], padded - num_seeds, axis=0)])
+    aux = np.asarray(sched.stream.aux)[:padded]
+    direction = np.asarray(sched.stream.direction)[:padded]
     with jax.enable_x64(True):
-        table_j = jnp.asarray(table)
-        targets_j = jnp.asarray(targets)
+        table_j = _put(sched.mesh, np.asarray(sched.table_host, np.float64), False)
+        targets_j = _put(sched.mesh, np.asarray(sched.targets_host, np.float64), False)
 
-        def one(rows, aux, direction):
+        def one(rows, aux, direction, table, targets):
             def featurize(r, a):
-                x = table_j[r]
+                x = table[r]
                 if transform is not None:
                     x = jax.vmap(transform, in_axes=(0, 0, None))(x, a, direction)
-                return x, targets_j[r]
+                return x, targets[r]
 
             static = regret.ridge_comparator(featurize, rows, aux, d, k, cfg.lam, cfg.comparator_block)
             if stream_kind != "drift":
@@ -175,15 +235,30 @@ def comparators(cfg, data, stream_kind, rows, aux, direction, table, targets, tr
             )
             return static.increments, dyn.increments, dyn.path_length
 
+        def per_seed(rows, aux, direction, table, targets):
+            # One seed at a time (BLAS-3 blocks inside): the same arithmetic whatever the number
+            # of seeds per device, so sharded and unsharded runs agree bit for bit.
+            return jax.lax.map(lambda a: one(*a, table, targets), (rows, aux, direction))
+
+        if sched.mesh is not None:
+            from jax.sharding import PartitionSpec
+
+            seeds, rep = PartitionSpec("seeds"), PartitionSpec()
+            per_seed = jax.shard_map(per_seed, mesh=sched.mesh, in_specs=(seeds, seeds, seeds, rep, rep),
+                                     out_specs=(seeds, seeds, seeds), check_vma=False)
         with common.Stopwatch() as sw:
-            out = jax.jit(jax.vmap(one))(jnp.asarray(rows), jnp.asarray(aux), jnp.asarray(direction))
+            args = [_put(sched.mesh, a, True) for a in (rows, aux, direction)] + [table_j, targets_j]
+            out = jax.jit(per_seed)(*args)
             out = jax.device_get(jax.block_until_ready(out))
+    out = tuple(np.asarray(a)[:num_seeds] for a in out)
     return (*out, sw.seconds)
 
 
-def logistic_comparator_at(cfg, data, steps_all, rows, aux, direction, table, targets, transform):
+def logistic_comparator_at(cfg, sched, rows):
     """Logistic comparator at log-spaced checkpoints (Newton, tol 1e-8), per seed."""
     checkpoints = np.unique(np.round(np.geomspace(10, cfg.T, cfg.logistic_checkpoints)).astype(int))
+    aux, direction = np.asarray(sched.stream.aux), np.asarray(sched.stream.direction)
+    table, targets, transform = sched.table_host, sched.targets_host, sched.transform
     feats = []
     for s in range(rows.shape[0]):
         x = table[rows[s]]
@@ -206,15 +281,54 @@ def summarize(cfg, steps, loss, comp_incr, dyn_incr, correct):
             "accuracy": acc, "slopes": slopes}
 
 
-def verdict(slope_mean, slope_lo, slope_hi, final_regret=np.nan) -> str:
-    if not np.isfinite(slope_mean):
-        if final_regret < 0:
-            return ("regret <= 0 in the fit range: the learner beats the best fixed comparator "
-                    "(it tracks the stream); no log-log slope")
-        return "undetermined (regret <= 0 somewhere in the fit range, or too few points)"
-    if slope_lo <= 0.5:
-        return "consistent with O(sqrt T)"
-    return f"not O(sqrt T): slope {slope_mean:.3f} > 0.5 (95% CI lower bound {slope_lo:.3f})"
+MAX_HALF_WIDTH = 0.15  # a verdict needs the slope's 95% interval within +-0.15
+MIN_SLOPE_FRACTION = 2 / 3  # ... and a slope for at least this share of the seeds
+
+
+def slope_verdict(slopes, final_regret_mean=math.nan) -> dict:
+    """The verdict on the log-log slopes of R_t, one per seed (DESIGN.md §2, "Regret verdicts").
+
+    A seed has a slope only if R_t > 0 over the whole fit range. A verdict is given only
+    when at least 2/3 of the seeds have one and the 95% Student-t interval of their mean
+    is narrower than +-0.15; otherwise it is "undetermined" with the reason. Given one:
+    "O(sqrt T)" when the upper bound is below 0.5, "consistent with sqrt T" when the
+    interval admits 0.5, "sublinear, faster than sqrt T" when it lies in (0.5, 1), and
+    "not shown sublinear" when its upper bound reaches 1.
+
+    Returns:
+      dict with ``verdict``, ``reason``, ``n_seeds``, ``n_slopes`` and the slope ``mean``,
+      ``lo``, ``hi`` (over the seeds that have one; NaN when fewer than two do).
+    """
+    slopes = np.asarray(slopes, np.float64).reshape(-1)
+    finite = slopes[np.isfinite(slopes)]
+    n, have = slopes.size, finite.size
+    mean = float(finite.mean()) if have else math.nan
+    lo = hi = math.nan
+    if have >= 2:
+        lo, hi = (float(v) for v in common.mean_ci(finite)[1:])
+    out = {"n_seeds": n, "n_slopes": have, "mean": mean, "lo": lo, "hi": hi}
+    beats = (f"; mean final regret {final_regret_mean:.4g} < 0: the learner beats the best fixed comparator"
+             if final_regret_mean < 0 else "")
+    if have < math.ceil(MIN_SLOPE_FRACTION * n) or have < 2:
+        out.update(verdict="undetermined",
+                   reason=f"only {have} of {n} seeds have R_t > 0 over the whole fit range (a log-log slope "
+                          f"needs positive regret; at least {math.ceil(MIN_SLOPE_FRACTION * n)} and 2 are "
+                          f"required){beats}")
+        return out
+    half = (hi - lo) / 2
+    span = f"slope {mean:.3f} [{lo:.3f}, {hi:.3f}] over {have} of {n} seeds"
+    if not half < MAX_HALF_WIDTH:
+        out.update(verdict="undetermined",
+                   reason=f"{span}: the 95% interval is wider than +-{MAX_HALF_WIDTH} (+-{half:.3f}){beats}")
+    elif hi < 0.5:
+        out.update(verdict="O(sqrt T)", reason=f"{span}: grows slower than sqrt T")
+    elif lo <= 0.5:
+        out.update(verdict="consistent with sqrt T", reason=f"{span}: the interval admits 0.5")
+    elif hi < 1.0:
+        out.update(verdict="sublinear, faster than sqrt T", reason=f"{span}: above 0.5, below 1")
+    else:
+        out.update(verdict="not shown sublinear", reason=f"{span}: the upper bound reaches 1")
+    return out
 
 
 # --------------------------------------------------------------------------- plots
@@ -262,7 +376,8 @@ def plot_cell(path, title, steps, curves, dynamic=None):
     _regret_axes(ax)
     ax.set_xlabel("step t (samples seen)")
     ax.set_ylabel(r"regret $R_t$ (squared loss summed over outputs; symlog)")
-    ax.set_title(title + "\nmean over seeds, 95% band; below 0 = better than the best fixed model", fontsize=9)
+    ax.set_title(title + "\nmean over seeds; 95% band over stream order and initialisation; "
+                 "below 0 = better than the best fixed model", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     common.save_figure(fig, path)
     plt.close(fig)
@@ -280,35 +395,49 @@ def _cell_config(cfg, dataset, stream_kind, algo, num_seeds):
     return d
 
 
-def run_cell(cfg, data, stream_kind, algos, workdir, progress):
-    """Runs every algorithm of one (dataset, stream) and writes all its outputs."""
+def _seed_count(cfg, algos, dim):
+    return max(_seeds_for(cfg, a, dim) for a in algos)
+
+
+def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
+    """Runs every algorithm of one (dataset, stream) and writes all its outputs.
+
+    ``timings`` (a dict) receives the seconds spent per stage: streams, compile and run
+    per learner, comparator, writing.
+    """
+    timings = {} if timings is None else timings
     steps = regret.log_steps(cfg.T)
     curves, dyn_curves, rows_out = {}, {}, []
-    shared_comp = None
     dim = data.x.shape[1]
+    mesh = _mesh(cfg)
+    cells = []
     for algo in algos:
         num_seeds = _seeds_for(cfg, algo, dim)
         name = f"{data.name}_{stream_kind}_{algo}"
         cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds)
         chash = common.config_hash(cell_cfg)
-        common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)
+        common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)  # refuse before any work
+        cells.append((algo, num_seeds, name, cell_cfg, chash))
+    sched = Schedules(cfg, data, stream_kind, _seed_count(cfg, algos, dim), mesh)
+    timings["streams"] = timings.get("streams", 0.0) + sched.seconds
+    comp_cache = {}
+    for algo, num_seeds, name, cell_cfg, chash in cells:
         progress.set_postfix_str(f"{name} ({num_seeds} seeds)")
-        res = run_learner(cfg, data, stream_kind, algo, num_seeds)
+        res = run_learner(cfg, data, sched, algo, num_seeds)
+        timings[f"compile_{algo}"] = res["compile_s"]
+        timings[f"run_{algo}"] = res["run_s"]
         trace = res["trace"]
         rows = np.asarray(trace.row)
-        key = (num_seeds,)
-        if stream_kind == "adaptive" or shared_comp is None or shared_comp[0] != key:
-            comp = comparators(cfg, data, stream_kind, rows, res["aux"], res["direction"],
-                               res["table"], res["targets"], res["transform"])
-            if stream_kind != "adaptive":
-                shared_comp = (key, comp)
-        else:
-            comp = shared_comp[1]
-        comp_incr, dyn_incr, path_len, comp_s = comp
+        # The comparator depends on the rows seen: shared by every learner but on adaptive streams.
+        ckey = (num_seeds, algo if stream_kind == "adaptive" else None)
+        if ckey not in comp_cache:
+            comp_cache[ckey] = comparators(cfg, data, sched, rows, num_seeds)
+            timings["comparator"] = timings.get("comparator", 0.0) + comp_cache[ckey][-1]
+        comp_incr, dyn_incr, path_len, comp_s = comp_cache[ckey]
+        write_start = time.perf_counter()
         stats = summarize(cfg, steps, np.asarray(trace.loss), comp_incr, dyn_incr, np.asarray(trace.correct))
         if cfg.loss == "logistic":
-            ck, logi = logistic_comparator_at(cfg, data, steps, rows, res["aux"], res["direction"],
-                                              res["table"], res["targets"], res["transform"])
+            ck, logi = logistic_comparator_at(cfg, sched, rows)
             cum = np.cumsum(np.asarray(trace.loss, np.float64), axis=1)[:, ck - 1]
             keep = np.isin(steps, ck)
             stats["regret"] = (cum - logi)
@@ -329,9 +458,8 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress):
         if stream_kind == "drift" and cfg.loss == "squared":
             dmean, dlo, dhi = common.mean_ci(stats["dynamic_regret"])
             frame["dynamic_regret"], frame["dynamic_regret_lo"], frame["dynamic_regret_hi"] = dmean, dlo, dhi
-        s_mean, s_lo, s_hi = common.mean_ci(stats["slopes"])
-        s_mean, s_lo, s_hi = float(s_mean), float(s_lo), float(s_hi)
-        v = verdict(s_mean, s_lo, s_hi, float(mean[-1]))
+        vd = slope_verdict(stats["slopes"], float(mean[-1]))
+        s_mean, s_lo, s_hi = vd["mean"], vd["lo"], vd["hi"]
         notes = []
         if data.image_shape is not None and cfg.image_size:
             notes.append(f"images downsampled to {cfg.image_size}x{cfg.image_size} for CPU cost (config.image_size)")
@@ -348,19 +476,25 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress):
             "algo": algo,
             "T": cfg.T,
             "num_seeds": num_seeds,
+            "seed_band_covers": SEED_BAND,
             "dim": dim,
             "num_outputs": data.num_classes,
+            "precision": "float64" if res["x64"] else "float32",
             "data_provenance": data.provenance,
             "data_source": data.source,
             "compile_seconds": res["compile_s"],
             "run_seconds": res["run_s"],
+            "streams_seconds": sched.seconds,
             "comparator_seconds": comp_s,
             "sample_steps_per_second": num_seeds * cfg.T / res["run_s"],
             "slope_fit_range": [cfg.slope_t_min, cfg.T],
             "slopes": stats["slopes"],
+            "n_slopes": vd["n_slopes"],
             "slope_mean": s_mean, "slope_ci95": [s_lo, s_hi],
-            "verdict": v,
+            "verdict": vd["verdict"],
+            "verdict_reason": vd["reason"],
             "final_regret_mean": float(mean[-1]), "final_regret_ci95": [float(lo[-1]), float(hi[-1])],
+            "final_regret_per_seed": stats["regret"][:, -1],
             "final_cum_loss_mean": float(stats["cum_loss"][:, -1].mean()),
             "final_accuracy_mean": float(stats["accuracy"][:, -1].mean()),
             "notes": notes,
@@ -375,7 +509,7 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress):
                          **{k: v_ for k, v_ in stats.items()})
         common.write_json(workdir / f"{name}.json", meta)
         title = (f"{data.name} ({data.provenance}), {stream_kind} stream, {algo}\n"
-                 f"T={cfg.T:,}, {num_seeds} seeds, slope {s_mean:.3f} [{s_lo:.3f}, {s_hi:.3f}]")
+                 f"T={cfg.T:,}, {num_seeds} seeds; {vd['verdict']}: slope {s_mean:.3f} [{s_lo:.3f}, {s_hi:.3f}]")
         plot_cell(workdir / f"{name}.png", title, csv_steps, {algo: stats["regret"]},
                   {algo: stats["dynamic_regret"]} if "dynamic_regret" in frame else None)
         curves[algo] = stats["regret"]
@@ -383,17 +517,21 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress):
             dyn_curves[algo] = stats["dynamic_regret"]
         rows_out.append({
             "dataset": data.name, "stream": stream_kind, "algo": algo, "provenance": data.provenance,
-            "seeds": num_seeds, "slope": s_mean, "slope_lo": s_lo, "slope_hi": s_hi,
+            "seeds": num_seeds, "n_slopes": vd["n_slopes"], "slope": s_mean, "slope_lo": s_lo, "slope_hi": s_hi,
             "final_regret": float(mean[-1]), "final_regret_lo": float(lo[-1]), "final_regret_hi": float(hi[-1]),
             "accuracy": float(stats["accuracy"][:, -1].mean()),
-            "compile_s": res["compile_s"], "run_s": res["run_s"], "verdict": v, "steps": csv_steps,
+            "compile_s": res["compile_s"], "run_s": res["run_s"], "verdict": vd["verdict"],
+            "verdict_reason": vd["reason"], "steps": csv_steps,
         })
         if cfg.commit_results:
             _commit(workdir, name)
+        timings["writing"] = timings.get("writing", 0.0) + time.perf_counter() - write_start
         progress.update(1)
     if len(curves) > 1 and cfg.loss == "squared":
+        write_start = time.perf_counter()
         plot_cell(workdir / f"{data.name}_{stream_kind}.png",
                   f"{data.name} ({data.provenance}), {stream_kind} stream, T={cfg.T:,}", steps, curves)
+        timings["writing"] = timings.get("writing", 0.0) + time.perf_counter() - write_start
     return rows_out, curves
 
 
@@ -411,14 +549,16 @@ def _commit(workdir, name):
 def write_summary(workdir, rows, grid):
     """summary.md (slope +- interval, final regret, verdict per cell) and the grid figure."""
     lines = ["# Regret summary", "",
-             "| dataset | stream | algo | provenance | seeds | slope [95% CI] | final regret [95% CI] | accuracy | verdict |",
+             f"The 95% intervals are over seeds: {SEED_BAND}.", "",
+             "| dataset | stream | algo | provenance | seeds with a slope | slope [95% CI] | final regret [95% CI] "
+             "| accuracy | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {r['stream']} | {r['algo']} | {r['provenance']} | {r['seeds']} | "
+            f"| {r['dataset']} | {r['stream']} | {r['algo']} | {r['provenance']} | {r['n_slopes']}/{r['seeds']} | "
             f"{r['slope']:.3f} [{r['slope_lo']:.3f}, {r['slope_hi']:.3f}] | "
             f"{r['final_regret']:.4g} [{r['final_regret_lo']:.4g}, {r['final_regret_hi']:.4g}] | "
-            f"{r['accuracy']:.3f} | {r['verdict']} |"
+            f"{r['accuracy']:.3f} | {r['verdict']}: {r['verdict_reason']} |"
         )
     common.write_text(workdir / "summary.md", "\n".join(lines) + "\n")
     common.write_csv(workdir / "summary.csv", pd.DataFrame([{k: v for k, v in r.items() if k != "steps"} for r in rows]))
@@ -451,6 +591,13 @@ def write_summary(workdir, rows, grid):
     plt.close(fig)
 
 
+def write_timings(workdir, name, timings):
+    """``{name}_timings.json``: seconds per stage of one (dataset, stream), every learner's included."""
+    common.write_json(workdir / f"{name}_timings.json", {
+        "seconds": timings, "total_seconds": float(sum(timings.values())),
+        "backend": jax.default_backend(), "devices": jax.device_count()})
+
+
 def banner(cfg, data, kinds, algos):
     seeds = {a: _seeds_for(cfg, a, data.x.shape[1]) for a in algos}
     lines = [
@@ -459,7 +606,10 @@ def banner(cfg, data, kinds, algos):
         f"  source: {data.source}",
         f"  n={data.x.shape[0]:,} d={data.x.shape[1]} K={data.num_classes} | streams {', '.join(kinds)} | T={cfg.T:,}",
         f"  seeds: {', '.join(f'{a}={s}' for a, s in seeds.items())} | backend {jax.default_backend()} "
-        f"({jax.device_count()} device(s)) | {'float64' if cfg.float64 else 'float32'}",
+        f"({jax.device_count()} device(s){', seeds sharded' if _mesh(cfg) is not None else ''})",
+        "  precision: " + ("float64 for every learner" if cfg.float64 else
+                           f"float32; float64 for {', '.join(cfg.float64_learners) or 'none'}")
+        + "; exact comparator in float64",
     ]
     if data.image_shape is not None and cfg.image_size:
         lines.append(f"  CPU setting: images downsampled to {cfg.image_size}x{cfg.image_size} (config.image_size=0 for full size)")
@@ -469,15 +619,32 @@ def banner(cfg, data, kinds, algos):
     print("\n".join(lines), flush=True)
 
 
+def configure_devices(cfg):
+    """Host devices and the compilation cache; must run before JAX first touches a device.
+
+    On a CPU backend ``cpu_devices`` host devices (0: one per core) let the seed axis
+    be sharded so that every core works; the results do not change (tested).
+    """
+    if cfg.cpu_devices != 1:
+        n = cfg.cpu_devices or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+        jax.config.update("jax_num_cpu_devices", max(1, int(n)))
+    if cfg.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from configs.regret import get_config
 
+    t0 = time.perf_counter()
     cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())
     _check_config(cfg)
     if cfg.distributed:
         jax.distributed.initialize()
+    else:
+        configure_devices(cfg)
     if cfg.float64:
         jax.config.update("jax_enable_x64", True)
     workdir = common.resolve_workdir(cfg.workdir)
@@ -487,25 +654,32 @@ def main(argv):
     algos = list(ALGOS) if (cfg.sweep or cfg.algo == "all") else [cfg.algo]
     if cfg.loss == "logistic":
         algos = [a for a in algos if a != "rls"]
-    rows, grid = [], {}
-    t0 = time.perf_counter()
+    rows, grid, timing_rows = [], {}, []
     with tqdm(total=len(datasets) * len(kinds) * len(algos), desc="regret", unit="run",
               file=sys.stderr, dynamic_ncols=True) as progress:
         for dataset in datasets:
-            data = _load(cfg, dataset)
+            with common.Stopwatch() as load_time:
+                data = _load(cfg, dataset)
             banner(cfg, data, kinds, algos)
             for kind in kinds:
-                cell_rows, curves = run_cell(cfg, data, kind, algos, workdir, progress)
+                timings = {"data": load_time.seconds if kind == kinds[0] else 0.0}
+                cell_rows, curves = run_cell(cfg, data, kind, algos, workdir, progress, timings)
                 rows.extend(cell_rows)
                 grid[(dataset, kind)] = (cell_rows[0]["steps"], curves)
+                timing_rows.append({"dataset": dataset, "stream": kind, **timings})
+                write_timings(workdir, f"{dataset}_{kind}", timings)
     if cfg.sweep:
         write_summary(workdir, rows, grid)
     print()
-    print(common.format_table(rows, ["dataset", "stream", "algo", "seeds", "slope", "slope_lo", "slope_hi",
-                                     "final_regret", "accuracy", "compile_s", "run_s"]))
+    print(common.format_table(rows, ["dataset", "stream", "algo", "seeds", "n_slopes", "slope", "slope_lo",
+                                     "slope_hi", "final_regret", "accuracy", "compile_s", "run_s"]))
     for r in rows:
-        print(f"  {r['dataset']}/{r['stream']}/{r['algo']}: {r['verdict']}")
-    print(f"\nwall time {time.perf_counter() - t0:.1f} s; results in {workdir}")
+        print(f"  {r['dataset']}/{r['stream']}/{r['algo']}: {r['verdict']} ({r['verdict_reason']})")
+    print(f"\n95% intervals over seeds cover the {SEED_BAND}.")
+    for t in timing_rows:
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k not in ("dataset", "stream"))
+        print(f"seconds, {t['dataset']}/{t['stream']}: {parts}")
+    print(f"wall time {time.perf_counter() - t0:.1f} s (from flag parsing); results in {workdir}")
 
 
 if __name__ == "__main__":
