@@ -118,12 +118,13 @@ def _mesh(cfg):
     return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def _padded(num_seeds, mesh):
-    """Seed count rounded up to a multiple of the devices (extra seeds are computed, then dropped)."""
-    if mesh is None:
-        return num_seeds
-    n_dev = mesh.devices.size
-    return -(-num_seeds // n_dev) * n_dev
+def _padded(num_seeds, mesh, chunk=1):
+    """Seed count rounded up to a multiple of ``chunk`` x the devices (extra seeds are computed, then dropped)."""
+    n = chunk * (1 if mesh is None else mesh.devices.size)
+    return -(-num_seeds // n) * n
+
+
+COMPARATOR_CHUNK = 4  # seeds per batched comparator program (fixed, for bit-identical sharding)
 
 
 def _put(mesh, value, sharded):
@@ -212,10 +213,12 @@ def comparators(cfg, data, sched, rows, num_seeds):
     """Exact comparator increments per seed (float64): static, and dynamic for drift."""
     d, k = data.x.shape[1], data.num_classes
     stream_kind, transform = sched.kind, sched.transform
-    padded = _padded(num_seeds, sched.mesh)
-    rows = np.concatenate([rows, np.repeat(rows[-1:], padded - num_seeds, axis=0)])
-    aux = np.asarray(sched.stream.aux)[:padded]
-    direction = np.asarray(sched.stream.direction)[:padded]
+    padded = _padded(num_seeds, sched.mesh, COMPARATOR_CHUNK)
+    extra = padded - num_seeds
+    rows = np.concatenate([rows, np.repeat(rows[-1:], extra, axis=0)])
+    aux = np.concatenate([np.asarray(sched.stream.aux)[:num_seeds]] + [np.asarray(sched.stream.aux)[:1]] * extra)
+    direction = np.concatenate([np.asarray(sched.stream.direction)[:num_seeds]]
+                               + [np.asarray(sched.stream.direction)[:1]] * extra)
     with jax.enable_x64(True):
         table_j = _put(sched.mesh, np.asarray(sched.table_host, np.float64), False)
         targets_j = _put(sched.mesh, np.asarray(sched.targets_host, np.float64), False)
@@ -236,9 +239,12 @@ def comparators(cfg, data, sched, rows, num_seeds):
             return static.increments, dyn.increments, dyn.path_length
 
         def per_seed(rows, aux, direction, table, targets):
-            # One seed at a time (BLAS-3 blocks inside): the same arithmetic whatever the number
-            # of seeds per device, so sharded and unsharded runs agree bit for bit.
-            return jax.lax.map(lambda a: one(*a, table, targets), (rows, aux, direction))
+            # Seeds in chunks of a fixed size, one chunk at a time: the same batched arithmetic
+            # whatever the number of seeds per device, so sharded and unsharded runs agree bit for bit.
+            chunk = lambda a: a.reshape(-1, COMPARATOR_CHUNK, *a.shape[1:])  # noqa: E731
+            out = jax.lax.map(lambda c: jax.vmap(lambda *a: one(*a, table, targets))(*c),
+                              (chunk(rows), chunk(aux), chunk(direction)))
+            return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), out)
 
         if sched.mesh is not None:
             from jax.sharding import PartitionSpec

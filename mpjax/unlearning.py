@@ -198,10 +198,9 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
         return jax.vmap(lambda zk, yk: base.grad_clip(hyper.fn.dmargin(zk, yk) * x, hyper.clip_norm))(z, y)
 
     def _insert(state, row, x, y, calibrating):
-        insert_k = jax.vmap(lambda s, yk: memory_pair.insert(hyper, s, x, yk, row), in_axes=(0, 0))
         new_stats = cal.observe(state.stats, _loss_grads(state.model.w, x, y).reshape(-1),
                                 state.model.w.reshape(-1))
-        model, losses = insert_k(state.model, y)
+        model, loss = memory_pair.insert(hyper, state.model, x, y, row)
         inserts = state.inserts + 1
         reached = (state.phase == LEARNING) & (inserts >= state.calibration.N_star)
         return UnlearningState(
@@ -215,16 +214,16 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
             inserts=inserts,
             deletes=state.deletes,
             key=state.key,
-        ), jnp.sum(losses)
+        ), loss
 
     def _delete(state, row, x, y):
         odometer, allowed = odo.spend(state.odometer)
         n_present = jnp.sum(state.present)
         w = state.model.w
         grads = _loss_grads(w, x, y)  # f[K, d], clipped to G per output
-        step = jax.vmap(lambda st, g: memory_pair.precondition(hyper, st, g))(state.model, grads)
+        step = memory_pair.precondition(hyper, state.model, grads)
         w = w + step / jnp.maximum(n_present - 1, 1).astype(w.dtype)
-        purged = jax.vmap(lambda st: memory_pair.purge(st, row))(state.model)
+        purged = memory_pair.purge(state.model, row)
         key = jax.random.fold_in(state.key, state.events)
         xi = jax.random.normal(key, w.shape, w.dtype)
         noise = odometer.sigma * xi if settings.noise else jnp.zeros_like(w)
@@ -294,11 +293,12 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     def finalize(state):
         """Ends CALIBRATION: fixes (G, D, c, C, N*) and the odometer (m, sigma, eps_step)."""
         # H of the K-output model is block diagonal: its spectrum is the union of the blocks'.
-        c_k, big_c_k = jax.vmap(lambda st: memory_pair.eigen_bounds(hyper, st))(state.model)
-        one = jax.tree_util.tree_map(lambda a: a[0], state.model.memory)
+        c, big_c = memory_pair.eigen_bounds(hyper, state.model)
+        one = state.model.memory
+        if one.s.ndim == 3:  # one memory per output
+            one = jax.tree_util.tree_map(lambda a: a[0], one)
         calibration = cal.finalize(state.stats, one, settings.gamma_learn, quantile=settings.quantile,
                                    D_cap=settings.D_cap, bound=settings.bound, min_points=settings.min_points)
-        c, big_c = jnp.min(c_k), jnp.max(big_c_k)
         kappa = cal.kappa(c, big_c, settings.bound)
         ratio = calibration.G * calibration.D * kappa / settings.gamma_learn
         n_star = jnp.maximum(jnp.ceil(ratio * ratio), 1.0)

@@ -145,12 +145,12 @@ def test_delete_purges_the_rows_curvature_pairs():
     x, y = _data()
     u = _make(noise=False)
     state, n_star = _interleaving(u, x, y)
-    tags = np.asarray(state.model.memory.tag[0])
+    tags = np.asarray(state.model.memory.tag)  # one memory shared by the K outputs (squared loss)
     kept = sorted(int(t) for t in tags if t >= 0)
     assert len(kept) >= 2
     row = kept[-2] + 1  # a row inside the block of the second newest pair
     after, ev = _apply_all(u, state, [ul.OP_DELETE], [row], x, y)
-    left = sorted(int(t) for t in np.asarray(after.model.memory.tag[0]) if t >= 0)
+    left = sorted(int(t) for t in np.asarray(after.model.memory.tag) if t >= 0)
     assert ev[0].applied and left == kept[:-2]
     assert bool(jnp.all((after.model.memory.tag == -1) == (after.model.memory.rho == 0)))
 

@@ -57,6 +57,14 @@ Each pair is tagged with the tag of the first sample of its block. Tags must
 grow with insertion order for :func:`purge` to be meaningful (the unlearner's
 row ids and the wrapper's ids do).
 
+K outputs (``learners.multi_output(make(...), K)``). For the squared loss the
+pairs do not depend on the target or the weights (h = 1, s = H x), so the K
+scalar learners would build K identical memories: the K-output form keeps one
+memory for all outputs, W: f[K, d], and applies H to x and the K rows of W in one
+two-loop. It equals K independent learners (tested). The logistic loss has
+per-output curvature weights h, hence K memories (a vmap over outputs). Every
+function here accepts the scalar state and both K-output forms.
+
 References:
   R. Byrd, S. Hansen, J. Nocedal, Y. Singer. A stochastic quasi-Newton method for
   large-scale optimization. SIAM J. Optim. 26(2), 2016.
@@ -134,21 +142,27 @@ def make(
     fn = losses.get(loss)
     hyper = _Hyper(fn, learning_rate, l2, clip_norm, curvature_block)
 
-    def init(dim, key):
-        w = jnp.zeros((dim,), float)
+    def init(dim, key, num_outputs=None):
+        shape = (dim,) if num_outputs is None else (num_outputs, dim)
+        w = jnp.zeros(shape, float)
+        probe = jnp.zeros((dim,), w.dtype)
         return MemoryPairState(w, lbfgs.init(memory_size, dim, w.dtype), jnp.zeros((), jnp.int32), key,
-                               jnp.zeros_like(w), jnp.zeros_like(w), jnp.zeros((), jnp.int32))
+                               probe, probe, jnp.zeros((), jnp.int32))
 
     def wstep(state, x, y, weight):
         return insert(hyper, state, x, y, state.t, weight)
 
     def predict(state, x):
-        return jnp.dot(x, state.w)
+        return state.w @ x
 
     def loss_fn(state, x, y):
-        return hyper.fn.value(state.w, x, y)
+        return jnp.sum(fn.margin_value(state.w @ x, y))
 
-    return from_wstep(init, wstep, predict, loss_fn, hyper)
+    def multi(num_outputs):
+        """One shared memory for K outputs (squared loss); see the module docstring."""
+        return from_wstep(lambda dim, key: init(dim, key, num_outputs), wstep, predict, loss_fn, hyper)
+
+    return from_wstep(init, wstep, predict, loss_fn, hyper, multi if fn.name == "squared" else None)
 
 
 def _clipped_coefficient(dz, x, clip_norm):
@@ -159,27 +173,44 @@ def _clipped_coefficient(dz, x, clip_norm):
     return dz * jnp.minimum(1.0, clip_norm / jnp.maximum(norm, jnp.finfo(x.dtype).tiny))
 
 
+def _vmapped(state: MemoryPairState) -> bool:
+    """A K-output state made by vmapping the scalar learner (one memory per output)."""
+    return state.memory.s.ndim == 3
+
+
 def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
     """One insert step (module docstring, steps 1-7); returns ``(state, loss before the update)``.
 
     ``weight`` multiplies the sample's clipped loss gradient and its Hessian's
-    contribution to the curvature pair; the ridge terms stay.
+    contribution to the curvature pair; the ridge terms stay. ``state`` may be
+    scalar (w: f[d], y: f[]) or K-output (w: f[K, d], y: f[K]; the loss is summed).
     """
+    if _vmapped(state):
+        state, losses = jax.vmap(lambda st, yk: insert(hyper, st, x, yk, tag, weight))(state, y)
+        return state, jnp.sum(losses)
     fn, lam, block = hyper.fn, hyper.l2, hyper.curvature_block
     dtype = state.w.dtype
-    z = jnp.dot(x, state.w)
-    loss = fn.margin_value(z, y)
-    a = weight * _clipped_coefficient(fn.dmargin(z, y), x, hyper.clip_norm)
-    u, v = lbfgs.two_loop(state.memory, jnp.stack([x.astype(dtype), state.w]))
+    x = x.astype(dtype)
+    w_rows = state.w.reshape(-1, x.shape[0])  # f[K, d]; K = 1 for a scalar state
+    z = w_rows @ x
+    y_rows = jnp.reshape(y, z.shape)
+    loss = jnp.sum(fn.margin_value(z, y_rows))
+    a = weight * jax.vmap(lambda zk, yk: _clipped_coefficient(fn.dmargin(zk, yk), x, hyper.clip_norm))(z, y_rows)
+    uv = lbfgs.two_loop(state.memory, jnp.concatenate([x[None, :], w_rows]))
+    u, v = uv[0], uv[1:]
     q = jnp.dot(x, u)
     eta = hyper.learning_rate * jax.lax.rsqrt(jnp.asarray(state.t + 1, dtype))
     alpha = eta / (1.0 + eta * q)
-    w = state.w - alpha * (a * u + lam * v)
+    w = (w_rows - alpha * (a[:, None] * u[None, :] + lam * v)).reshape(state.w.shape)
+    if state.w.ndim == 1:
+        z = z[0]
 
     start = state.t % block == 0
     probe = jnp.where(start, u, state.probe)
     probe_tag = jnp.where(start, jnp.asarray(tag, jnp.int32), state.probe_tag)
-    hv = (weight * _curvature(fn)(z, y) * jnp.dot(x, probe)) * x
+    # One memory: h is the same for every output (squared loss), or there is one output.
+    h = _curvature(fn)(z, y) if state.w.ndim == 1 else 1.0
+    hv = (weight * h * jnp.dot(x, probe)) * x
     probe_hv = jnp.where(start, hv, state.probe_hv + hv)
     end = (state.t + 1) % block == 0
     pushed, _ = lbfgs.push(state.memory, probe, probe_hv / block + lam * probe, probe_tag, eps=0.0)
@@ -195,6 +226,8 @@ def restart(state: MemoryPairState, w: jax.Array) -> MemoryPairState:
     that depended on the deleted row (through H), so the whole memory goes, and the
     pair being measured is dropped too. Later inserts continue the online learner from ``w``.
     """
+    if _vmapped(state):
+        return jax.vmap(restart)(state, w)
     m, d = state.memory.s.shape
     zero = jnp.zeros_like(state.probe)
     return state._replace(w=w.astype(state.w.dtype), memory=lbfgs.init(m, d, state.w.dtype),
@@ -211,6 +244,8 @@ def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
     empties the whole memory. Tags must grow with insertion order. Exact unlearning
     needs more than this (the weights carry the sample too): see :func:`restart`.
     """
+    if _vmapped(state):
+        return jax.vmap(purge, in_axes=(0, None))(state, tag)
     tag = jnp.asarray(tag, jnp.int32)
     mem = state.memory
     own = jnp.max(jnp.where((mem.rho != 0) & (mem.tag <= tag), mem.tag, -1))
@@ -221,12 +256,15 @@ def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
 
 
 def precondition(hyper: _Hyper, state: MemoryPairState, g: jax.Array) -> jax.Array:
-    """``H g``: the learner's current inverse-Hessian approximation applied to ``g`` (f[d])."""
-    del hyper
+    """``H g``: the learner's inverse-Hessian approximation applied to ``g`` (shaped like ``state.w``)."""
+    if _vmapped(state):
+        return jax.vmap(lambda st, gk: precondition(hyper, st, gk))(state, g)
     return lbfgs.two_loop(state.memory, g)
 
 
 def eigen_bounds(hyper: _Hyper, state: MemoryPairState) -> tuple[jax.Array, jax.Array]:
-    """``(c, C)``: the extreme eigenvalues of the operator :func:`precondition` applies."""
-    del hyper
+    """``(c, C)``: the extreme eigenvalues of the operator :func:`precondition` applies (over all outputs)."""
+    if _vmapped(state):
+        c, big_c = jax.vmap(lambda st: eigen_bounds(hyper, st))(state)
+        return jnp.min(c), jnp.max(big_c)
     return lbfgs.eigen_bounds(state.memory)

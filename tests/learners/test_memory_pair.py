@@ -135,6 +135,46 @@ def test_purge_drops_the_rows_block_pair_and_every_later_one():
         assert not np.any(np.asarray(purged.probe))  # the pair being measured always goes
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_k_output_form_equals_k_independent_learners(loss):
+    """multi_output shares one memory for the squared loss (K memories for logistic): same as K learners."""
+    from mpjax import learners
+
+    rng = np.random.default_rng(12)
+    n, d, k = 150, 6, 3
+    x = rng.normal(size=(n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.eye(k)[rng.integers(0, k, n)]
+    omega = rng.uniform(0.0, 1.5, n)
+    hyper = dict(memory_size=4, learning_rate=1.2, l2=0.05, clip_norm=0.6, curvature_block=5, loss=loss)
+    multi = learners.multi_output(memory_pair.make(**hyper), k)
+    assert (multi.init(d, jax.random.key(0)).memory.s.ndim == 2) == (loss == "squared")
+
+    def run(learner, ys):
+        def body(s, inp):
+            s, loss_t = learner.wstep(s, *inp)
+            return s, loss_t
+
+        state = learner.init(d, jax.random.key(0))
+        return jax.lax.scan(body, state, (jnp.asarray(x), jnp.asarray(ys), jnp.asarray(omega)))
+
+    state, losses = run(multi, y)
+    scalar = memory_pair.make(**hyper)
+    total = np.zeros(n)
+    for j in range(k):
+        s_j, l_j = run(scalar, y[:, j])
+        np.testing.assert_allclose(np.asarray(state.w)[j], np.asarray(s_j.w), rtol=1e-11, atol=1e-13)
+        total += np.asarray(l_j)
+    np.testing.assert_allclose(np.asarray(losses), total, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(multi.predict(state, jnp.asarray(x[0]))), np.asarray(state.w) @ x[0])
+    g = jnp.asarray(rng.normal(size=(k, d)))
+    per_output = memory_pair.precondition(multi.hyper, state, g)
+    assert per_output.shape == (k, d)
+    c, big_c = memory_pair.eigen_bounds(multi.hyper, state)
+    assert 0 < float(c) <= float(big_c)
+
+
 def test_make_validates_hyperparameters():
     for bad in ({"l2": 0.0}, {"learning_rate": 0.0}, {"memory_size": 2.5}, {"curvature_block": 0},
                 {"clip_norm": -1.0}, {"loss": "hinge"}):
