@@ -118,13 +118,10 @@ def _mesh(cfg):
     return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def _padded(num_seeds, mesh, chunk=1):
-    """Seed count rounded up to a multiple of ``chunk`` x the devices (extra seeds are computed, then dropped)."""
-    n = chunk * (1 if mesh is None else mesh.devices.size)
+def _padded(num_seeds, mesh):
+    """Seed count rounded up to a multiple of the devices (extra seeds are computed, then dropped)."""
+    n = 1 if mesh is None else mesh.devices.size
     return -(-num_seeds // n) * n
-
-
-COMPARATOR_CHUNK = 4  # seeds per batched comparator program (fixed, for bit-identical sharding)
 
 
 def _put(mesh, value, sharded):
@@ -210,25 +207,29 @@ def run_learner(cfg, data, sched, algo, num_seeds):
 
 
 def comparators(cfg, data, sched, rows, num_seeds):
-    """Exact comparator increments per seed (float64): static, and dynamic for drift."""
+    """Exact comparator increments per seed (float64): static, and dynamic for drift.
+
+    All seeds in one vmap on one device, whatever the learners' sharding: the
+    arithmetic (batched BLAS-3 blocks and LAPACK factorisations, which XLA runs
+    multithreaded on one device) is then the same in sharded and unsharded runs, and
+    LAPACK calls are kept off the multi-device CPU runtime, which deadlocked on two
+    cores in a sharded version.
+    """
     d, k = data.x.shape[1], data.num_classes
     stream_kind, transform = sched.kind, sched.transform
-    padded = _padded(num_seeds, sched.mesh, COMPARATOR_CHUNK)
-    extra = padded - num_seeds
-    rows = np.concatenate([rows, np.repeat(rows[-1:], extra, axis=0)])
-    aux = np.concatenate([np.asarray(sched.stream.aux)[:num_seeds]] + [np.asarray(sched.stream.aux)[:1]] * extra)
-    direction = np.concatenate([np.asarray(sched.stream.direction)[:num_seeds]]
-                               + [np.asarray(sched.stream.direction)[:1]] * extra)
+    aux = np.asarray(sched.stream.aux)[:num_seeds]
+    direction = np.asarray(sched.stream.direction)[:num_seeds]
+    device = jax.devices()[0]
     with jax.enable_x64(True):
-        table_j = _put(sched.mesh, np.asarray(sched.table_host, np.float64), False)
-        targets_j = _put(sched.mesh, np.asarray(sched.targets_host, np.float64), False)
+        table_j = jax.device_put(np.asarray(sched.table_host, np.float64), device)
+        targets_j = jax.device_put(np.asarray(sched.targets_host, np.float64), device)
 
-        def one(rows, aux, direction, table, targets):
+        def one(rows, aux, direction):
             def featurize(r, a):
-                x = table[r]
+                x = table_j[r]
                 if transform is not None:
                     x = jax.vmap(transform, in_axes=(0, 0, None))(x, a, direction)
-                return x, targets[r]
+                return x, targets_j[r]
 
             static = regret.ridge_comparator(featurize, rows, aux, d, k, cfg.lam, cfg.comparator_block)
             if stream_kind != "drift":
@@ -238,25 +239,10 @@ def comparators(cfg, data, sched, rows, num_seeds):
             )
             return static.increments, dyn.increments, dyn.path_length
 
-        def per_seed(rows, aux, direction, table, targets):
-            # Seeds in chunks of a fixed size, one chunk at a time: the same batched arithmetic
-            # whatever the number of seeds per device, so sharded and unsharded runs agree bit for bit.
-            chunk = lambda a: a.reshape(-1, COMPARATOR_CHUNK, *a.shape[1:])  # noqa: E731
-            out = jax.lax.map(lambda c: jax.vmap(lambda *a: one(*a, table, targets))(*c),
-                              (chunk(rows), chunk(aux), chunk(direction)))
-            return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), out)
-
-        if sched.mesh is not None:
-            from jax.sharding import PartitionSpec
-
-            seeds, rep = PartitionSpec("seeds"), PartitionSpec()
-            per_seed = jax.shard_map(per_seed, mesh=sched.mesh, in_specs=(seeds, seeds, seeds, rep, rep),
-                                     out_specs=(seeds, seeds, seeds), check_vma=False)
         with common.Stopwatch() as sw:
-            args = [_put(sched.mesh, a, True) for a in (rows, aux, direction)] + [table_j, targets_j]
-            out = jax.jit(per_seed)(*args)
+            args = [jax.device_put(np.asarray(a), device) for a in (rows, aux, direction)]
+            out = jax.jit(jax.vmap(one))(*args)
             out = jax.device_get(jax.block_until_ready(out))
-    out = tuple(np.asarray(a)[:num_seeds] for a in out)
     return (*out, sw.seconds)
 
 
