@@ -487,6 +487,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jobs += _mpjax_jobs(args, data, order, build)
         for name, why in skipped.items():
             print(f"skipped {name}: {why}", file=sys.stderr)
+        if not jobs:
+            raise SystemExit("benchmarks.peers: nothing to time (every peer skipped or deselected, "
+                             "--learners none, --no_numpy)")
         numpy_losses = {}
         for job in jobs:  # one untimed call each: warm caches, first-call set-up
             out = job.call()

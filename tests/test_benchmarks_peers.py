@@ -59,5 +59,7 @@ def test_flags_are_validated():
         peers.parse_args(["--peers", "vw"])
     with pytest.raises(SystemExit):
         peers.parse_args(["--T", "0"])
+    with pytest.raises(SystemExit, match="nothing to time"):
+        peers.main(["--smoke", "--peers", "none", "--learners", "none", "--no_numpy"])
     args = peers.parse_args(["--smoke", "--T", "777"])
     assert args.T == 777 and args.T_slow == 60 and args.rounds == 1  # explicit flags win over --smoke
