@@ -109,9 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=_int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
     p.add_argument("--T", type=int, default=100_000, help="stream length: VW C++ driver, mpjax (default 100000)")
     p.add_argument("--T_loop", type=int, default=20_000, help="VW Python loop steps (default 20000)")
-    p.add_argument("--T_slow", type=int, default=2_000, help="River, scikit-learn, NumPy steps (default 2000)")
-    p.add_argument("--work", type=int, default=400_000,
-                   help="mpjax: at most this many sample-steps (seeds x T) per configuration (default 400000)")
+    p.add_argument("--T_slow", type=int, default=1_000, help="River, scikit-learn, NumPy steps (default 1000)")
+    p.add_argument("--work", type=int, default=200_000,
+                   help="mpjax: at most this many sample-steps (seeds x T) per configuration (default 200000)")
     p.add_argument("--min_T", type=int, default=2_000, help="the work cap never cuts mpjax's T below this")
     p.add_argument("--n", type=int, default=100_000, help="rows of simulated Covertype (default 100000)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (default 3)")
