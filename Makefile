@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-all bench clean
+.PHONY: venv install run test test-all bench clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,13 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
+
+# Optional, not needed by run/test (they run from this folder, where `import mpjax` already
+# finds the checkout): make `import mpjax` work from any folder with this venv. An editable
+# install writes this checkout's path into .venv, so it is opt-in; offline (the
+# dependencies come from requirements.txt, setuptools is already in .venv).
+install: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 
 # The default experiment: exact regret on Covertype-shaped data, adversarial stream, all learners.
 run: $(STAMP)

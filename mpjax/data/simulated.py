@@ -6,6 +6,8 @@ labels are then replaced by a uniformly random class (label noise). A linear mod
 learn these data well but not perfectly, like the real ones.
 
 - MNIST: u8[70000, 28, 28], labels 0..9 (prototypes: a few Gaussian strokes).
+- Fashion-MNIST: u8[70000, 28, 28], labels 0..9 (prototypes: filled silhouettes, a few
+  overlapping soft-edged boxes each, with a shading gradient).
 - CIFAR-10: u8[60000, 32, 32, 3], labels 0..9 (prototypes: smooth colour fields).
 - Covertype: f32[581012, 54] (10 continuous columns, a one-hot of 4 wilderness areas and
   a one-hot of 40 soil types, all class dependent), labels 0..6 with the real class
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LABEL_NOISE", "simulate_cifar10", "simulate_covtype", "simulate_mnist"]
+__all__ = ["LABEL_NOISE", "simulate_cifar10", "simulate_covtype", "simulate_fashion_mnist", "simulate_mnist"]
 
 LABEL_NOISE = 0.05
 _COVTYPE_COUNTS = np.array([211840, 283301, 35754, 2747, 9493, 17367, 20510])  # real file
@@ -70,6 +72,32 @@ def simulate_mnist(seed: int, n: int = 70000) -> tuple[np.ndarray, np.ndarray]:
             protos[c] += np.exp(-0.5 * (((yy - cy) / sy) ** 2 + ((xx - cx) / sx) ** 2))
         protos[c] *= 255.0 / protos[c].max()
     images, labels = _images(rng, protos, n, noise=40.0, max_shift=2)
+    return images, _noisy_labels(rng, labels, 10)
+
+
+def simulate_fashion_mnist(seed: int, n: int = 70000) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated Fashion-MNIST-shaped garments (filled silhouettes, not strokes).
+
+    Args:
+      seed: data seed.
+      n: number of rows.
+
+    Returns:
+      (images u8[n, 28, 28], labels u8[n] in 0..9).
+    """
+    rng = np.random.default_rng([seed, 0xFA51])
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    protos = np.zeros((10, 28, 28), np.float32)
+    for c in range(10):
+        for _ in range(3):  # three overlapping soft-edged boxes make one silhouette
+            y0, x0 = rng.uniform(2, 14, 2)
+            h, w = rng.uniform(6, 24 - y0 + 2), rng.uniform(4, 24 - x0 + 2)
+            inside = (1 / (1 + np.exp(-(yy - y0))) * 1 / (1 + np.exp(yy - y0 - h))
+                      * 1 / (1 + np.exp(-(xx - x0))) * 1 / (1 + np.exp(xx - x0 - w)))
+            protos[c] = np.maximum(protos[c], inside * rng.uniform(0.5, 1.0))
+        protos[c] *= 1.0 - 0.4 * (yy / 27.0) * rng.uniform(0.0, 1.0)  # shading
+        protos[c] *= 255.0 / protos[c].max()
+    images, labels = _images(rng, protos, n, noise=40.0, max_shift=1)
     return images, _noisy_labels(rng, labels, 10)
 
 

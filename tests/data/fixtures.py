@@ -23,7 +23,8 @@ def _write_idx(path, arr: np.ndarray) -> None:
 
 
 def write_mnist(folder, n_train=300, n_test=100, seed=0):
-    """Writes the four MNIST IDX .gz files; returns (images u8[n,28,28], labels u8[n])."""
+    """Writes the four MNIST-format IDX .gz files (MNIST's and Fashion-MNIST's names are the
+    same); returns (images u8[n,28,28], labels u8[n])."""
     rng = np.random.default_rng(seed)
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

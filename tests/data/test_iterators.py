@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mpjax import streams
-from mpjax.data import get_covtype_stream, get_rotating_mnist_stream, load_dataset, make_stream
+from mpjax.data import (get_covtype_stream, get_rotating_fashion_mnist_stream, get_rotating_mnist_stream,
+                        load_dataset, make_stream)
 from mpjax.data import iterators, sanity_check
 
 
@@ -46,10 +47,13 @@ def test_named_generators():
     assert len(xs) == 5 and xs[0][0].shape == (197,)
     xs = list(get_covtype_stream("drift", T=5, data_source="simulated", max_rows=100))
     assert xs[0][1].shape == (7,)
+    xs = list(get_rotating_fashion_mnist_stream("drift", T=5, data_source="simulated", max_rows=100,
+                                                image_size=14))
+    assert xs[0][0].shape == (197,) and xs[0][1].shape == (10,)
 
 
-@pytest.mark.parametrize("dataset", ["rotmnist", "covtype", "cifar10"])
-@pytest.mark.parametrize("mode", streams.STREAMS)
+@pytest.mark.parametrize("dataset,mode", [(d, m) for d in ("rotmnist", "covtype", "cifar10") for m in streams.STREAMS]
+                         + [("fashion_mnist", "drift")])
 def test_sanity_check_cli_runs(dataset, mode, capsys):
     args = ["--dataset", dataset, "--mode", mode, "--T", "300", "--max_rows", "200",
             "--image_size", "8"] + (["--data_source", "simulated"] if dataset != "rotmnist" else [])

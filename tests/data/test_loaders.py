@@ -1,12 +1,13 @@
 """Tests for mpjax/data/loaders.py and cache.py: real formats via file://, fallbacks."""
 
+import pathlib
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from mpjax.data import cache, loaders, load_dataset
+from mpjax.data import cache, formats, loaders, load_dataset
 from tests.data import fixtures
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -234,7 +235,7 @@ def test_nan_is_rejected():
 
 
 @pytest.mark.parametrize("name,shape,k", [("rotmnist", (28, 28), 10), ("cifar10", (32, 32, 3), 10),
-                                          ("covtype", None, 7)])
+                                          ("covtype", None, 7), ("fashion_mnist", (28, 28), 10)])
 def test_simulated_shapes_determinism(name, shape, k):
     a = load_dataset(name, data_source="simulated", max_rows=400, seed=3)
     b = load_dataset(name, data_source="simulated", max_rows=400, seed=3)
@@ -246,7 +247,7 @@ def test_simulated_shapes_determinism(name, shape, k):
     _check_features(a)
 
 
-@pytest.mark.parametrize("name", ["rotmnist", "covtype"])
+@pytest.mark.parametrize("name", ["rotmnist", "covtype", "fashion_mnist"])
 def test_simulated_data_are_learnable(name):
     ds = load_dataset(name, data_source="simulated", max_rows=4000, image_size=14)
     train, test = slice(0, 3000), slice(3000, 4000)
@@ -276,3 +277,107 @@ def test_full_size_simulated_covtype_is_fast():
     assert ds.x.shape == (581012, 55) and ds.raw.shape == (581012, 54)
     assert set(np.unique(ds.labels)) == set(range(7))
     assert elapsed < 5.0, elapsed
+
+
+# ------------------------------------------------------------------- Fashion-MNIST
+
+
+def _system_copy(tmp_path, monkeypatch, **kw):
+    """A Debian-like system copy of Fashion-MNIST (IDX fixture files) and its hashes."""
+    x, y = fixtures.write_mnist(tmp_path / "debian", **kw)
+    monkeypatch.setenv("MPJAX_DATA_SYSTEM_DIR_FASHION_MNIST", str(tmp_path / "debian"))
+    return x, y, {n: fixtures.sha256(tmp_path / "debian" / n) for n in MNIST_FILES}
+
+
+def test_fashion_mnist_read_in_place_from_the_system_copy(tmp_path, monkeypatch):
+    x, y, sums = _system_copy(tmp_path, monkeypatch, n_train=120, n_test=40, seed=5)
+    cdir = tmp_path / "cache"
+    ds = load_dataset("fashion_mnist", require_real=True, cache_dir=cdir, checksums=sums, progress=False)
+    assert ds.provenance == "real" and ds.image_shape == (28, 28) and ds.num_classes == 10
+    np.testing.assert_array_equal(ds.labels, y)  # train rows, then test rows
+    np.testing.assert_allclose(ds.raw, x.reshape(len(y), -1) / np.float32(255), rtol=0, atol=1e-7)
+    _check_features(ds)
+    assert "system copy" in ds.source and str(tmp_path / "debian") in ds.source and "fell back" not in ds.source
+    assert _leftovers(cdir) == ["fashion_mnist.npz"]  # read in place: no copy of the .gz files
+    again = load_dataset("fashion_mnist", cache_dir=cdir, checksums=sums, progress=False)
+    assert "from cache" in again.source and "built from: parsed from the system copy" in again.source
+    np.testing.assert_array_equal(again.x, ds.x)
+
+
+def test_fashion_mnist_pinned_hashes_guard_the_system_copy(tmp_path, monkeypatch):
+    """A system copy with other bytes (another package version) is not used: the download is."""
+    _, y = fixtures.write_mnist(tmp_path / "srv", n_train=60, n_test=20, seed=1)
+    url, sums = _served(tmp_path / "srv", MNIST_FILES)
+    monkeypatch.setenv("MPJAX_DATA_SYSTEM_DIR_FASHION_MNIST", str(tmp_path / "debian"))
+    fixtures.write_mnist(tmp_path / "debian", n_train=60, n_test=20, seed=2)  # same names, other bytes
+    with pytest.raises(RuntimeError, match="has SHA-256 .* not used"):  # no mirror: nothing real
+        load_dataset("fashion_mnist", data_source="real", cache_dir=tmp_path / "c0", checksums=sums)
+    ds = load_dataset("fashion_mnist", data_source="real", cache_dir=tmp_path / "c", base_url=url,
+                      checksums=sums, progress=False)
+    assert "fetched from" in ds.source and "not used" in ds.source
+    np.testing.assert_array_equal(ds.labels, y)
+    assert set(_leftovers(tmp_path / "c")) == {*MNIST_FILES, "fashion_mnist.npz"}
+
+
+def test_fashion_mnist_pins_are_the_canonical_and_debian_files():
+    remote = loaders.REMOTE["fashion_mnist"]
+    assert tuple(f.filename for f in remote.files) == loaders.IDX_FILES
+    # Debian strips the gzip header's file-name field: each file is len(name) + 1 bytes shorter
+    # (sizes of the canonical files: tensorflow-datasets' url_checksums/fashion_mnist.txt).
+    assert [f.size for f in remote.files] == [26421880, 29515, 4422102, 5148]
+    assert all(len(h) == 64 for h in remote.system.sha256)
+    assert not set(remote.system.sha256) & {f.sha256 for f in remote.files}
+
+
+def test_debian_copy_when_installed_matches_its_pins():
+    """Runs only where Debian's dataset-fashion-mnist is installed (not in CI)."""
+    remote = loaders.REMOTE["fashion_mnist"]
+    folder = pathlib.Path(remote.system.folder)
+    if not folder.is_dir():
+        pytest.skip(f"{folder} absent (apt-get install dataset-fashion-mnist)")
+    for f, pinned in zip(remote.files, remote.system.sha256):
+        path = folder / f.filename
+        assert fixtures.sha256(path) == pinned
+        assert path.stat().st_size == f.size - len(f.filename.removesuffix(".gz")) - 1
+    labels = formats.parse_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 1000))
+
+
+def test_fashion_mnist_falls_back_to_simulated_with_reasons():
+    ds = load_dataset("fashion_mnist", max_rows=300)
+    assert ds.provenance == "simulated" and ds.image_shape == (28, 28) and ds.x.shape == (300, 785)
+    for reason in ("real unavailable", "tfds unavailable", "no real subset ships for 'fashion_mnist'"):
+        assert reason in ds.source
+    with pytest.raises(RuntimeError, match="fashion_mnist: require_real=True"):
+        load_dataset("fashion_mnist", require_real=True, progress=False)
+
+
+def test_tfds_prepared_fashion_mnist_is_read_as_28x28(tmp_path, monkeypatch):
+    """The tfds source maps the name and drops the channel axis (tfds.data_source stubbed)."""
+    import tensorflow_datasets as tfds
+
+    root = tmp_path / "tfds"
+    (root / "fashion_mnist" / "3.0.1").mkdir(parents=True)
+    (root / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(root))
+    rng = np.random.default_rng(0)
+    splits = {s: [{"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": int(rng.integers(10))}
+                  for _ in range(n)] for s, n in (("train", 7), ("test", 3))}
+    calls = []
+
+    class _Source(list):
+        def __getitems__(self, keys):
+            return [self[k] for k in keys]
+
+    def data_source(name, data_dir, download):
+        calls.append((name, data_dir, download))
+        return {s: _Source(recs) for s, recs in splits.items()}
+
+    monkeypatch.setattr(tfds, "data_source", data_source)
+    ds = load_dataset("fashion_mnist", data_source="tfds")
+    assert calls == [("fashion_mnist", str(root), False)]
+    assert ds.provenance == "real" and ds.image_shape == (28, 28) and "fashion_mnist" in ds.source
+    recs = splits["train"] + splits["test"]
+    np.testing.assert_array_equal(ds.labels, [r["label"] for r in recs])
+    np.testing.assert_allclose(ds.raw, np.stack([r["image"][..., 0] for r in recs]).reshape(10, -1) / 255.0,
+                               atol=1e-7)
