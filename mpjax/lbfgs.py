@@ -30,12 +30,27 @@ __all__ = [
     "initial_scale",
     "two_loop",
     "compact_form",
+    "CompactInverse",
+    "compact_inverse",
+    "apply_inverse",
     "eigen_bounds",
 ]
 
 
 # Memories up to this size get a Python-unrolled two-loop; longer ones use lax.fori_loop.
 _UNROLL_MAX = 16
+
+
+class CompactInverse(NamedTuple):
+    """``H = gamma I + Phi^T M Phi`` (Byrd, Nocedal & Schnabel 1994, Thm 2.2), ready to apply.
+
+    ``phi: f[2m, d]`` holds the rows ``s_1..s_m, gamma y_1..gamma y_m`` (oldest first,
+    empty slots zero), ``mid: f[2m, 2m]`` is M, ``gamma`` the scale of H_0.
+    """
+
+    phi: jax.Array
+    mid: jax.Array
+    gamma: jax.Array
 
 
 class LbfgsMemory(NamedTuple):
@@ -226,6 +241,60 @@ def _scale_chrono(s, y, rho):
     yy = jnp.dot(yn, yn)
     ok = valid[newest] & (yy > 0)
     return jnp.where(ok, jnp.dot(sn, yn) / jnp.where(ok, yy, 1.0), 1.0).astype(s.dtype)
+
+
+def _unit_upper_inverse(n: jax.Array, m: int) -> jax.Array:
+    """``(I + N)^{-1}`` for a strictly upper-triangular (nilpotent) ``N: f[m, m]``.
+
+    ``(I + N)^{-1} = (I - N)(I + N^2)(I + N^4)...``: exact once ``2^k >= m``, since
+    ``N^m = 0``. A few small matrix products, no LAPACK call (which the multi-device
+    CPU runtime should not have to schedule inside every scan step).
+    """
+    eye = jnp.eye(m, dtype=n.dtype)
+    inv, power = eye - n, n @ n
+    k = 2
+    while k < m:
+        inv = inv @ (eye + power)
+        power = power @ power
+        k *= 2
+    return inv
+
+
+def compact_inverse(mem: LbfgsMemory, gamma: jax.Array | None = None) -> CompactInverse:
+    """The compact representation of the inverse-Hessian approximation ``H``.
+
+    With pairs oldest first, ``R`` upper triangular with ``R_ij = s_i . y_j``
+    (i <= j), ``D = diag(s_i . y_i)``:
+
+        H = gamma I + [S  gamma Y] [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]] [S  gamma Y]^T
+
+    (Byrd, Nocedal & Schnabel 1994, Theorem 2.2); the same H as :func:`two_loop`.
+    Empty slots get zero rows in ``phi`` and a unit diagonal in R, so they add
+    nothing. Cost O(m^2 d + m^3); applying it costs three small matrix products.
+    """
+    m = mem.s.shape[0]
+    order = (mem.head + jnp.arange(m)) % m
+    valid = mem.rho[order] != 0
+    s = jnp.where(valid[:, None], mem.s[order], 0)
+    y = jnp.where(valid[:, None], mem.y[order], 0)
+    if gamma is None:
+        gamma = _scale_chrono(s, y, mem.rho[order])
+    sy = s @ y.T  # sy[i, j] = s_i . y_j
+    diag = jnp.where(valid, jnp.diagonal(sy), 1.0)
+    upper = jnp.triu(sy, k=1)
+    # R = (I + N) diag(R) with N = strictly upper part of R diag(R)^-1.
+    r_inv = _unit_upper_inverse(upper / diag[None, :], m) / diag[:, None]
+    inner = jnp.diag(jnp.where(valid, diag, 0.0)) + gamma * (y @ y.T)
+    top_left = r_inv.T @ inner @ r_inv
+    zero = jnp.zeros((m, m), s.dtype)
+    mid = jnp.concatenate([jnp.concatenate([top_left, -r_inv.T], axis=1),
+                           jnp.concatenate([-r_inv, zero], axis=1)], axis=0)
+    return CompactInverse(jnp.concatenate([s, gamma * y]), mid, jnp.asarray(gamma, s.dtype))
+
+
+def apply_inverse(ci: CompactInverse, v: jax.Array) -> jax.Array:
+    """``H v`` for ``v: f[d]`` or rows ``f[n, d]`` from a :class:`CompactInverse`."""
+    return ci.gamma * v + ((v @ ci.phi.T) @ ci.mid) @ ci.phi
 
 
 def compact_form(mem: LbfgsMemory, gamma: jax.Array | None = None):

@@ -174,3 +174,36 @@ def test_purge_since_empties_the_tagged_pair_and_newer_ones():
     np.testing.assert_allclose(np.asarray(lbfgs.two_loop(cut, jnp.asarray(g))), _dense_h(pairs[:2], gamma, D) @ g,
                                rtol=1e-9)
     assert int(lbfgs.purge_since(mem, -1).size) == 0
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("n_pushed", list(range(0, 2 * M + 2)))
+def test_compact_inverse_equals_dense_bfgs_at_every_head(n_pushed):
+    rng = np.random.default_rng(100 + n_pushed)
+    pairs = _random_pairs(rng, n_pushed, D)
+    mem = lbfgs.init(M, D, jnp.float64)
+    for s, y in pairs:
+        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y))
+    h = _dense_h(pairs[-M:], float(lbfgs.initial_scale(mem)), D)
+    ci = lbfgs.compact_inverse(mem)
+    g = rng.normal(size=(3, D))
+    np.testing.assert_allclose(np.asarray(lbfgs.apply_inverse(ci, jnp.asarray(g))), g @ h.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(lbfgs.apply_inverse(ci, jnp.asarray(g[0]))), h @ g[0], rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_compact_inverse_with_purged_slots_equals_dense_bfgs_of_the_rest():
+    rng = np.random.default_rng(7)
+    pairs = _random_pairs(rng, M + 2, D)
+    mem = lbfgs.init(M, D, jnp.float64)
+    for i, (s, y) in enumerate(pairs):
+        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), tag=i)
+    for tag in (3, 4):  # two middle pairs of the ring
+        mem = lbfgs.purge(mem, tag)
+    rest = [p for i, p in enumerate(pairs) if i >= 2 and i not in (3, 4)]
+    h = _dense_h(rest, float(lbfgs.initial_scale(mem)), D)
+    g = rng.normal(size=D)
+    np.testing.assert_allclose(np.asarray(lbfgs.apply_inverse(lbfgs.compact_inverse(mem), jnp.asarray(g))), h @ g,
+                               rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(lbfgs.two_loop(mem, jnp.asarray(g))), h @ g, rtol=1e-9)

@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Learner", "from_wstep", "multi_output", "check_positive", "check_nonnegative", "safe_norm", "grad_clip"]
+__all__ = ["Learner", "from_wstep", "multi_output", "check_positive", "check_nonnegative", "safe_norm", "clip_scale", "grad_clip"]
 
 
 class Learner(NamedTuple):
@@ -105,5 +105,14 @@ def grad_clip(g: jax.Array, clip_norm: float | None) -> jax.Array:
     """
     if clip_norm is None:
         return g
-    norm = safe_norm(g)
-    return g * jnp.minimum(1.0, clip_norm / jnp.maximum(norm, jnp.finfo(g.dtype).tiny))
+    return g * clip_scale(safe_norm(g), clip_norm)
+
+
+def clip_scale(norm: jax.Array, clip_norm: float) -> jax.Array:
+    """``min(1, clip_norm / norm)`` with a finite reverse-mode derivative everywhere, 0 included.
+
+    The division only sees norms above the clip (double ``where``), so no ``c / 0`` or
+    ``c / tiny^2`` enters the derivative of the branch that is not taken.
+    """
+    over = norm > clip_norm
+    return jnp.where(over, clip_norm / jnp.where(over, norm, 1.0), 1.0)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from mpjax import losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip, safe_norm
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, clip_scale, from_wstep, grad_clip, safe_norm
 
 __all__ = ["SgdState", "make", "project_l2_ball"]
 
@@ -75,7 +75,7 @@ def make(
 
 def project_l2_ball(w: jax.Array, radius: float) -> jax.Array:
     """Euclidean projection onto the ball of ``radius``; finite reverse-mode derivative at 0."""
-    return w * jnp.minimum(1.0, radius / jnp.maximum(safe_norm(w), jnp.finfo(w.dtype).tiny))
+    return w * clip_scale(safe_norm(w), radius)
 
 
 def _first_order_learner(tx, fn, clip_norm, radius, state_cls):

@@ -250,3 +250,15 @@ def test_reverse_mode_through_the_scan_is_finite_at_zero_weights(name):
         g = jax.grad(final_loss)(weights)
         chex.assert_tree_all_finite(g)
         assert float(jnp.abs(g).max()) > 0
+
+
+@pytest.mark.usefixtures("x64")
+def test_clipping_and_projection_have_finite_derivatives_at_zero_and_at_the_bound():
+    from mpjax.learners import base, sgd
+
+    for v in (jnp.zeros(4), jnp.asarray([0.3, 0.4, 0.0, 0.0]), jnp.asarray([3.0, 4.0, 0.0, 0.0])):
+        for fn in (lambda u: jnp.sum(base.grad_clip(u, 0.5)), lambda u: jnp.sum(sgd.project_l2_ball(u, 0.5))):
+            chex.assert_tree_all_finite(jax.grad(fn)(v))
+    # Above the bound the scale is c / |v| exactly, below it is 1.
+    np.testing.assert_allclose(base.grad_clip(jnp.asarray([3.0, 4.0]), 1.0), [0.6, 0.8], rtol=1e-12)
+    np.testing.assert_array_equal(base.grad_clip(jnp.asarray([0.3, 0.4]), 1.0), [0.3, 0.4])
