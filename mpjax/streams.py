@@ -5,6 +5,8 @@ transform parameter per step) that a scan driver uses to index the table returne
 `stream_table`, passed once to all seeds (DESIGN.md §2):
 
 - `iid`: a fresh random permutation of the n rows per pass; T may be below or above n.
+  Permutations are keyed Feistel bijections evaluated at the T positions needed
+  (`keyed_permutation`), not sorts of all n rows: a stream costs O(T), not O(n log n).
 - `drift`: the same order as `iid` with the same key, plus `aux[t] =
   (t // drift_every) * drift_step`: a rotation angle in degrees for images (default 5
   degrees per 1,000 samples) or a mean-shift amount in standard deviations along a unit
@@ -12,7 +14,7 @@ transform parameter per step) that a scan driver uses to index the table returne
   applied to the original sample (no compounding).
 - `adv`: every `block` (500) steps the stream switches to a block of one class; the
   class order is a seeded permutation of the classes present, repeated. Within a class,
-  rows follow a seeded permutation of that class, cycling.
+  rows follow a seeded (keyed) permutation of that class, cycling.
 - `adaptive`: `idx` is i32[T, pool_size] of uniformly random candidates per step; the
   driver picks the candidate with the largest loss under the current model.
 
@@ -41,6 +43,7 @@ __all__ = [
     "STREAMS",
     "Stream",
     "drift_schedule",
+    "keyed_permutation",
     "make_stream",
     "make_transform",
     "rotate_image",
@@ -74,12 +77,62 @@ class Stream(NamedTuple):
     direction: jax.Array
 
 
+_FEISTEL_ROUNDS = 4
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """The 32-bit finaliser of MurmurHash3 (a bijective avalanche mix of uint32)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def keyed_permutation(round_keys: jax.Array, size: jax.Array, i: jax.Array) -> jax.Array:
+    """``pi(i)`` for a keyed pseudo-random permutation ``pi`` of ``range(size)``, elementwise.
+
+    A 4-round balanced Feistel network on ``[0, 4^h)``, ``4^h >= size > 4^(h-1)`` (Luby &
+    Rackoff 1988; round function: MurmurHash3's mix of the half-word and the round key),
+    restricted to ``range(size)`` by cycle walking (Black & Rogaway 2002): values that land
+    outside are mapped again until they are inside, which keeps a bijection. The domain
+    is at most 4x the range, so an element walks < 4 times on average. No sort: O(1) per
+    element, so a stream of T steps costs O(T) however large the data set is.
+
+    Args:
+      round_keys: u32[..., 4] round keys (broadcast against ``i``).
+      size: i32[...] the range sizes (>= 1).
+      i: i32[...] positions in ``range(size)``.
+
+    Returns:
+      i32 ``pi(i)``, a bijection of ``range(size)`` for each fixed key and size.
+    """
+    size = jnp.asarray(size, jnp.uint32)
+    bits = jnp.uint32(32) - jax.lax.clz(jnp.maximum(size, 2) - jnp.uint32(1))  # bit length of size - 1
+    h = jnp.where(size <= 1, 0, (bits + 1) // 2).astype(jnp.uint32)
+    mask = (jnp.uint32(1) << h) - jnp.uint32(1)
+
+    def pi(x):
+        left, right = x >> h, x & mask
+        for r in range(_FEISTEL_ROUNDS):
+            left, right = right, left ^ (_mix32(right ^ round_keys[..., r]) & mask)
+        return (left << h) | right
+
+    y = pi(jnp.asarray(i, jnp.uint32))
+    y = jax.lax.while_loop(lambda y: jnp.any(y >= size), lambda y: jnp.where(y >= size, pi(y), y), y)
+    return y.astype(jnp.int32)
+
+
+def _round_keys(key: jax.Array, shape=()) -> jax.Array:
+    return jax.random.bits(key, (*shape, _FEISTEL_ROUNDS), jnp.uint32)
+
+
 def _permutation_passes(key: jax.Array, n: int, T: int) -> jax.Array:
-    """i32[T]: concatenated fresh permutations of range(n), one per pass."""
+    """i32[T]: concatenated fresh permutations of range(n), one per pass (keyed, sort-free)."""
     passes = max(1, math.ceil(T / n))
-    keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(jnp.arange(passes))
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
-    return perms.reshape(-1)[:T].astype(jnp.int32)
+    keys = jax.vmap(lambda p: _round_keys(jax.random.fold_in(key, p)))(jnp.arange(passes))  # u32[passes, 4]
+    t = jnp.arange(T, dtype=jnp.int32)
+    return keyed_permutation(keys[t // n], jnp.full((T,), n, jnp.int32), t % n)
 
 
 def drift_schedule(T: int, drift_every: int, drift_step) -> jax.Array:
@@ -90,13 +143,13 @@ def drift_schedule(T: int, drift_every: int, drift_step) -> jax.Array:
 
 def _adv_indices(key: jax.Array, labels: jax.Array, T: int, num_classes: int,
                  block: int) -> jax.Array:
-    n = labels.shape[0]
     labels = labels.astype(jnp.int32)
     counts = jnp.bincount(labels, length=num_classes)
     offsets = jnp.cumsum(counts) - counts
-    # Rows sorted by (label, random key): a random permutation, then a stable label sort.
-    perm = jax.random.permutation(jax.random.fold_in(key, _TAG_CLASS_ROWS), n)
-    by_class = perm[jnp.argsort(labels[perm], stable=True)]
+    # The rows of each class in row order (the same for every seed; computed once under a vmap).
+    by_class = jnp.argsort(labels, stable=True).astype(jnp.int32)
+    # Each class's own keyed permutation of its rows, applied to the draw count below.
+    class_keys = _round_keys(jax.random.fold_in(key, _TAG_CLASS_ROWS), (num_classes,))
     # Class order: a seeded permutation of the classes present, repeated.
     # Explicit float32: under jax_enable_x64 the default dtype would draw other bits, and the
     # stream must depend on the seed and configuration only, never on the precision.
@@ -108,7 +161,8 @@ def _adv_indices(key: jax.Array, labels: jax.Array, T: int, num_classes: int,
     cls = order[b % present]
     # Earlier draws of this class: one full block per earlier cycle.
     drawn = (b // present) * block + t % block
-    within = drawn % jnp.maximum(counts[cls], 1)
+    size = jnp.maximum(counts[cls], 1)
+    within = keyed_permutation(class_keys[cls], size, drawn % size)
     return by_class[offsets[cls] + within].astype(jnp.int32)
 
 

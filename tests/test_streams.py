@@ -189,3 +189,28 @@ def test_stream_does_not_depend_on_precision(kind, ds_name, request):
     for name, u, v in zip(streams.Stream._fields, a, b):
         assert u.dtype == v.dtype, name
         np.testing.assert_array_equal(u, v, err_msg=name)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 16, 17, 100, 1000, 4097])
+def test_keyed_permutation_is_a_bijection_of_range_size(size):
+    for seed in range(3):
+        keys = jax.random.bits(jax.random.key(seed), (4,), jnp.uint32)
+        out = np.asarray(streams.keyed_permutation(keys, jnp.full((size,), size, jnp.int32),
+                                                   jnp.arange(size, dtype=jnp.int32)))
+        np.testing.assert_array_equal(np.sort(out), np.arange(size))
+
+
+def test_keyed_permutation_looks_uniform():
+    """Over 4,000 keys, the image of position 0 in range(50) is uniform (chi-square) and
+    consecutive positions are not correlated (the mean gap matches a random permutation's)."""
+    size, draws = 50, 4000
+    keys = jax.random.bits(jax.random.key(1), (draws, 4), jnp.uint32)
+    perms = np.asarray(jax.vmap(lambda k: streams.keyed_permutation(
+        k, jnp.full((size,), size, jnp.int32), jnp.arange(size, dtype=jnp.int32)))(keys))
+    counts = np.bincount(perms[:, 0], minlength=size)
+    chi2 = ((counts - draws / size) ** 2 / (draws / size)).sum()
+    assert chi2 < 100  # 49 degrees of freedom: P(chi2 > 100) < 3e-5
+    gaps = np.abs(np.diff(perms, axis=1)).mean()
+    assert abs(gaps - (size + 1) / 3) < 0.5  # E|U - V| for distinct uniform draws = (n + 1) / 3
+    # Different keys give different permutations.
+    assert len({tuple(p) for p in perms[:100]}) == 100
