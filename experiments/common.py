@@ -42,6 +42,7 @@ __all__ = [
     "Stopwatch",
     "format_table",
     "resolve_config",
+    "default_log_level",
 ]
 
 # Plot colours, cycled in this order before any other (STYLE.md).
@@ -306,3 +307,16 @@ def format_table(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join([line, sep, *body])
+
+
+def default_log_level() -> None:
+    """Library INFO logs off unless ``--verbosity`` was given (call at the start of ``main``).
+
+    absl turns Python logging to INFO after parsing flags, which prints other libraries'
+    informational lines (JAX probing for a TPU, matplotlib building its font cache) on
+    every run. Warnings and errors still show; ``--verbosity=0`` brings INFO back.
+    """
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)

@@ -899,6 +899,7 @@ TABLE_COLUMNS = ["schedule", "accountant", "N*", "m", "sigma", "admitted", "avg_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    common.default_log_level()
     from configs.deletion_capacity import get_config
 
     cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())

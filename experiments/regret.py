@@ -628,6 +628,7 @@ def configure_devices(cfg):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    common.default_log_level()
     from configs.regret import get_config
 
     t0 = time.perf_counter()

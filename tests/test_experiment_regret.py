@@ -323,3 +323,16 @@ def _stream_rows(cfg, data, kind, seed):
     st = streams.make_stream(kind, key, jnp.asarray(data.labels), cfg.T, num_classes=data.num_classes,
                              is_image=False, raw_dim=data.raw.shape[1])
     return np.asarray(st.idx)
+
+
+def test_a_small_default_style_run_prints_no_warnings(tmp_path):
+    """stdout and stderr of the CLI, with Python's default warning filters as a user has them:
+    no warnings and no library log lines (issue 12)."""
+    out = _cli("--dataset=covtype", "--stream=drift", "--T=1100", "--num_seeds=2", "--data_source=simulated",
+               "--config.max_rows=3000", "--config.compilation_cache=", f"--workdir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "Warning" not in text and "warning" not in text.lower().replace("warnings", ""), text[-3000:]
+    # Only the progress bar writes to stderr.
+    for line in out.stderr.replace("\r", "\n").splitlines():
+        assert not line.strip() or line.startswith("regret"), line

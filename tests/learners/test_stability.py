@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mpjax import learners, streams
-from mpjax import run as run_lib
+from experiments import stability
+from mpjax import learners
 from mpjax.data import load_dataset
 
 EPS = 1e-10
@@ -36,39 +36,13 @@ def _dataset(name):
 
 
 @functools.lru_cache(maxsize=None)
-def stream_xy(name, kind, T, seed=0):
-    """Features and one-hot targets of one seed's stream, in the order the learner sees them (float64)."""
-    ds = _dataset(name)
-    key = run_lib.purpose_key(run_lib.seed_keys(42, seed + 1)[seed], run_lib.TAG_STREAM)
-    with jax.enable_x64(True):
-        st = streams.make_stream(kind, key, jnp.asarray(ds.labels, jnp.int32), T, num_classes=ds.num_classes,
-                                 is_image=ds.image_shape is not None, raw_dim=ds.raw.shape[1])
-        rows = np.asarray(st.idx)
-        x = jnp.asarray(streams.stream_table(ds, kind)[rows], jnp.float64)
-        transform = streams.make_transform(ds, kind)
-        if transform is not None:
-            x = jax.jit(jax.vmap(transform, in_axes=(0, 0, None)))(x, st.aux, st.direction)
-        return np.asarray(x, np.float64), np.asarray(ds.y[rows], np.float64)
+def stream_xy(name, kind, T, seed=42):
+    """Features and one-hot targets of replicate 0's stream, as the regret experiment builds them."""
+    return stability.stream_features(_dataset(name), kind, T, seed)
 
 
-def perturbation_gap(learner, x, y, eps=EPS, seed=0):
-    """Per step: |W_t - W'_t| / eps (amplification) and |W_t - W'_t| / |W_t| for |W_0 - W'_0| = eps."""
-    learner = learners.multi_output(learner, y.shape[1])
-    with jax.enable_x64(True):
-        state = learner.init(x.shape[1], jax.random.key(0))
-        delta = np.random.default_rng(seed).normal(size=state.w.shape)
-        other = state._replace(w=state.w + jnp.asarray(delta * eps / np.linalg.norm(delta)))
-
-        def body(carry, xy):
-            a, b = carry
-            a, _ = learner.step(a, *xy)
-            b, _ = learner.step(b, *xy)
-            gap = jnp.linalg.norm(a.w - b.w)
-            return (a, b), (gap / eps, gap / jnp.maximum(jnp.linalg.norm(a.w), 1e-300))
-
-        _, (amp, rel) = jax.jit(lambda s, o, x, y: jax.lax.scan(body, (s, o), (x, y)))(
-            state, other, jnp.asarray(x), jnp.asarray(y))
-        return np.asarray(amp), np.asarray(rel)
+def perturbation_gap(learner, x, y, eps=EPS):
+    return stability.perturbation_gap(learner, x, y, eps)
 
 
 @pytest.mark.parametrize("name", list(learners.LEARNERS))
@@ -84,18 +58,28 @@ def test_perturbed_runs_stay_together(name, dataset, kind):
 def test_memory_pair_float32_and_float64_agree():
     """The same stream in float32 and float64: per-step losses and their sum agree closely."""
     x, y = stream_xy("covtype", "adv", 2000)
-    learner = learners.multi_output(learners.get("memorypair", **HYPER["memorypair"]), 7)
-
-    def losses(dtype):
-        state = learner.init(x.shape[1], jax.random.key(0))
-        f = jax.jit(lambda s, x, y: jax.lax.scan(lambda s, xy: learner.step(s, *xy), s, (x, y))[1])
-        return np.asarray(f(state, jnp.asarray(x, dtype), jnp.asarray(y, dtype)), np.float64)
-
-    l32 = losses(jnp.float32)
-    with jax.enable_x64(True):
-        l64 = losses(jnp.float64)
+    learner = learners.get("memorypair", **HYPER["memorypair"])
+    l32, l64 = stability.losses(learner, x, y, False), stability.losses(learner, x, y, True)
     assert abs(l32.sum() - l64.sum()) / l64.sum() <= 1e-5
     assert np.max(np.abs(l32 - l64)) <= 1e-4
+
+
+def _numpy_reference_losses(x, y, hyper):
+    """Per-step losses summed over outputs from the NumPy loop of benchmarks/numpy_ref.py (one output at a time)."""
+    from benchmarks import numpy_ref
+
+    idx = np.arange(x.shape[0])
+    return sum(numpy_ref.memorypair(x, y[:, k], idx, **hyper) for k in range(y.shape[1]))
+
+
+@pytest.mark.parametrize("T", [2000, pytest.param(5000, marks=pytest.mark.slow)])
+def test_memory_pair_matches_an_independent_numpy_loop_on_the_experiment_stream(T):
+    """Float64 JAX (compact H, shared memory) vs the NumPy deque / two-loop loop on covtype/adv."""
+    x, y = stream_xy("covtype", "adv", T)
+    hyper = dict(HYPER["memorypair"], memory_size=10, curvature_block=20)
+    ref = _numpy_reference_losses(x.astype(np.float64), y.astype(np.float64), hyper)
+    got = stability.losses(learners.get("memorypair", **hyper), x, y, True)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.slow
