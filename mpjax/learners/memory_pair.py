@@ -90,7 +90,7 @@ import jax.numpy as jnp
 from mpjax import lbfgs, losses
 from mpjax.learners.base import Learner, check_positive, clip_scale, from_wstep, safe_norm
 
-__all__ = ["MemoryPairState", "make", "insert", "restart", "purge", "precondition", "eigen_bounds"]
+__all__ = ["MemoryPairState", "NO_BLOCK", "make", "insert", "restart", "purge", "precondition", "eigen_bounds"]
 
 
 class MemoryPairState(NamedTuple):
@@ -100,8 +100,11 @@ class MemoryPairState(NamedTuple):
     key: jax.Array  # PRNG key (deletion noise)
     probe: jax.Array  # f[d] s of the pair being measured in this block (H x of its first sample)
     probe_hv: jax.Array  # f[d] sum over this block of omega h (x . probe) x
-    probe_tag: jax.Array  # i32[] tag of this block's first sample
+    probe_tag: jax.Array  # i32[] tag of this block's first sample; NO_BLOCK between blocks
     inverse: lbfgs.CompactInverse  # H of `memory` in compact form, recomputed when the memory changes
+
+
+NO_BLOCK = jnp.iinfo(jnp.int32).max  # probe_tag when no pair is being measured
 
 
 class _Hyper(NamedTuple):
@@ -154,8 +157,8 @@ def make(
         w = jnp.zeros(shape, float)
         probe = jnp.zeros((dim,), w.dtype)
         memory = lbfgs.init(memory_size, dim, w.dtype)
-        return MemoryPairState(w, memory, jnp.zeros((), jnp.int32), key, probe, probe, jnp.zeros((), jnp.int32),
-                               lbfgs.compact_inverse(memory))
+        return MemoryPairState(w, memory, jnp.zeros((), jnp.int32), key, probe, probe,
+                               jnp.asarray(NO_BLOCK, jnp.int32), lbfgs.compact_inverse(memory))
 
     def wstep(state, x, y, weight):
         return insert(hyper, state, x, y, state.t, weight)
@@ -228,6 +231,8 @@ def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
     # A real branch for one stream (the push and the compact form once per block); under a
     # vmap over seeds it becomes a select, whose cost the batch shares.
     memory, inverse = jax.lax.cond(end, push, lambda mem, inv: (mem, inv), state.memory, state.inverse)
+    # Between blocks no pair is being measured: the tag of the next block's first sample comes with it.
+    probe_tag = jnp.where(end, NO_BLOCK, probe_tag)
     new = MemoryPairState(w, memory, state.t + 1, state.key, probe, probe_hv, probe_tag, inverse)
     return new, loss
 
@@ -264,7 +269,7 @@ def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
     mem = state.memory
     own = jnp.max(jnp.where((mem.rho != 0) & (mem.tag <= tag), mem.tag, -1))
     # A sample of the block being measured reached no stored pair.
-    own = jnp.where(tag >= state.probe_tag, jnp.iinfo(jnp.int32).max, own)
+    own = jnp.where(tag >= state.probe_tag, NO_BLOCK, own)
     zero = jnp.zeros_like(state.probe)
     memory = lbfgs.purge_since(mem, own)
     return state._replace(memory=memory, probe=zero, probe_hv=zero, inverse=lbfgs.compact_inverse(memory))

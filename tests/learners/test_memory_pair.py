@@ -21,7 +21,7 @@ def numpy_memory_pair(x, y, *, m, lr, lam, clip, block, loss="squared", weights=
     weights = np.ones(t_total) if weights is None else weights
     w = np.zeros(d)
     pairs, tags = [], []
-    probe, probe_hv, probe_tag = np.zeros(d), np.zeros(d), 0
+    probe, probe_hv, probe_tag = np.zeros(d), np.zeros(d), None
     ws, losses = [], []
     for t in range(t_total):
         xt, yt, om = x[t], y[t], weights[t]
@@ -133,6 +133,11 @@ def test_purge_drops_the_rows_block_pair_and_every_later_one():
         assert left == kept, row
         assert int(purged.memory.size) == len(kept)
         assert not np.any(np.asarray(purged.probe))  # the pair being measured always goes
+    # At a block boundary the last block's pair is stored and no pair is being measured.
+    boundary, _, _ = run_jax(learner, x[:20], y[:20])
+    assert int(boundary.probe_tag) == memory_pair.NO_BLOCK
+    left = sorted(int(t) for t in np.asarray(memory_pair.purge(boundary, 17).memory.tag) if t >= 0)
+    assert left == [0, 4, 8, 12]
 
 
 @pytest.mark.usefixtures("x64")
