@@ -312,9 +312,20 @@ def polish_charge(noise_multiplier, delta_cert, lam, num_outputs: int, loss: str
     return g_b * dc + curv * (dc * dc + num_outputs * (z * dc) ** 2)
 
 
-def _polish_args(T, gamma_priv, eps_total, delta_total, lam, delta_cert):
+def _polish_condition(calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert, num_outputs, loss,
+                      accountant):
+    """``fits(m) -> (holds, z, R_ins, R_del)`` of the polish regret condition, arguments as floats."""
     dtype = jnp.result_type(float)
-    return tuple(jnp.asarray(v, dtype) for v in (T, gamma_priv, eps_total, delta_total, lam, delta_cert))
+    T_f, gamma_priv, eps_total, delta_total, lam, delta_cert = (
+        jnp.asarray(v, dtype) for v in (T, gamma_priv, eps_total, delta_total, lam, delta_cert))
+    r_ins = insert_regret(calibration.G, calibration.D, calibration.kappa, T_f)
+
+    def fits(m):
+        z = acc.noise_multiplier(accountant, m, eps_total, delta_total)
+        r_del = T_f * polish_charge(z, delta_cert, lam, num_outputs, loss)
+        return r_ins + r_del <= gamma_priv * T_f, z, r_ins, r_del
+
+    return fits, T_f, eps_total, delta_total, delta_cert
 
 
 def finalize_polish(
@@ -363,13 +374,10 @@ def finalize_polish(
     acc_id = acc.accountant_index(accountant)
     if capacity < 1:
         raise ValueError(f"capacity must be >= 1, got {capacity}")
-    T_f, gamma_priv, eps_total, delta_total, lam, delta_cert = _polish_args(
-        T, gamma_priv, eps_total, delta_total, lam, delta_cert)
+    condition, T_f, eps_total, delta_total, delta_cert = _polish_condition(
+        calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert, num_outputs, loss, accountant)
     dtype = T_f.dtype
-    z = acc.noise_multiplier(accountant, capacity, eps_total, delta_total)
-    r_ins = insert_regret(calibration.G, calibration.D, calibration.kappa, T_f)
-    r_del = T_f * polish_charge(z, delta_cert, lam, num_outputs, loss)
-    fits = r_ins + r_del <= gamma_priv * T_f
+    fits, z, r_ins, r_del = condition(capacity)
     m = jnp.where(fits, capacity, 0).astype(jnp.int32)
     eps_step, delta_step = _step_guarantee(accountant, jnp.asarray(capacity), z, eps_total, delta_total)
     zero = jnp.zeros((), dtype)
@@ -402,15 +410,9 @@ def polish_capacity(
     when not even one release fits. This is the capacity-vs-epsilon curve of ``polish``.
     """
     acc.accountant_index(accountant)
-    T_f, gamma_priv, eps_total, delta_total, lam, delta_cert = _polish_args(
-        T, gamma_priv, eps_total, delta_total, lam, delta_cert)
-    r_ins = insert_regret(calibration.G, calibration.D, calibration.kappa, T_f)
-
-    def fits(m):
-        z = acc.noise_multiplier(accountant, m, eps_total, delta_total)
-        return r_ins + T_f * polish_charge(z, delta_cert, lam, num_outputs, loss) <= gamma_priv * T_f
-
-    found, _ = _largest_fitting(fits, T_f, max_deletions)
+    condition, T_f, *_ = _polish_condition(calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert,
+                                           num_outputs, loss, accountant)
+    found, _ = _largest_fitting(lambda m: condition(m)[0], T_f, max_deletions)
     return found
 
 
