@@ -16,6 +16,7 @@ The names of :mod:`~mpjax.unlearning.core` are re-exported here (``unlearning.ma
 from mpjax.unlearning import polish, ridge
 from mpjax.unlearning.core import (
     ALREADY_PRESENT,
+    BAD_ROW,
     BUDGET,
     CALIBRATION,
     INTERLEAVING,
@@ -45,6 +46,7 @@ __all__ = [
     "polish",
     "ridge",
     "ALREADY_PRESENT",
+    "BAD_ROW",
     "BUDGET",
     "CALIBRATION",
     "INTERLEAVING",

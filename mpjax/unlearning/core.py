@@ -144,6 +144,7 @@ __all__ = [
     "BUDGET",
     "NOT_CERTIFIED",
     "MISMATCH",
+    "BAD_ROW",
     "REASONS",
     "Settings",
     "UnlearningState",
@@ -160,11 +161,11 @@ OP_NAMES = {OP_NOOP: "noop", OP_CALIBRATE: "calibrate", OP_INSERT: "insert", OP_
 MECHANISMS = ("exact", "polish", "seed")
 
 # Refusal reasons (Event.reason).
-OK, WRONG_PHASE, NOT_PRESENT, ALREADY_PRESENT, BUDGET, NOT_CERTIFIED, MISMATCH = 0, 1, 2, 3, 4, 5, 6
+OK, WRONG_PHASE, NOT_PRESENT, ALREADY_PRESENT, BUDGET, NOT_CERTIFIED, MISMATCH, BAD_ROW = 0, 1, 2, 3, 4, 5, 6, 7
 REASONS = ("ok", "wrong phase", "row not present (never inserted or already deleted)",
            "row already present", "deletion budget exhausted",
            "polish could not certify the distance bound within its step budget",
-           "(x, y) differ from the inserted row")
+           "(x, y) differ from the inserted row", "row id outside [0, num_rows)")
 
 _TAG_NOISE = 11  # fold_in purpose tag of the deletion noise
 
@@ -417,7 +418,8 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
         model after the event. Keep it out of per-event scan outputs (it is not a scalar).
         """
         op = jnp.asarray(op, jnp.int32)
-        row = jnp.asarray(row, jnp.int32)
+        in_range = (row >= 0) & (row < state.present.shape[0])
+        row = jnp.where(in_range, jnp.asarray(row, jnp.int32), 0)  # refused below; no clamped read or write
         dtype = state.model.w.dtype
         was_present = state.present[row]
         phase = state.phase
@@ -436,6 +438,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
                            jnp.where(~member_ok, jnp.where(is_del, NOT_PRESENT, ALREADY_PRESENT),
                                      jnp.where(is_del & ~same_row, MISMATCH,
                                                jnp.where(~budget_ok, BUDGET, OK)))).astype(jnp.int32)
+        reason = jnp.where(in_range | (op == OP_NOOP), reason, BAD_ROW).astype(jnp.int32)
         go = (reason == OK) & (op != OP_NOOP)
 
         # One branch per kind of work (calibrate and insert share one; it feeds the calibrator

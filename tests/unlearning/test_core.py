@@ -100,8 +100,9 @@ def test_refusals_leave_the_state_unchanged(mechanism):
     _, step, state = _interleaving(mechanism, x, y)
     for op, row, xr, reason in [(ul.OP_DELETE, N - 1, x[N - 1], ul.NOT_PRESENT),  # never inserted
                                 (ul.OP_INSERT, 3, x[3], ul.ALREADY_PRESENT),
-                                (ul.OP_DELETE, 5, x[6], ul.MISMATCH)]:  # (x, y) of another row
-        new, ev, _ = step(state, op, row, xr, y[row])
+                                (ul.OP_DELETE, 5, x[6], ul.MISMATCH),  # (x, y) of another row
+                                (ul.OP_INSERT, N, x[0], ul.BAD_ROW), (ul.OP_DELETE, -1, x[0], ul.BAD_ROW)]:
+        new, ev, _ = step(state, op, row, xr, y[row % N])
         assert not ev.applied and int(ev.reason) == reason, ul.REASONS[int(ev.reason)]
         assert _same_but_events(state, new)
     once, ev, _ = _run(step, state, [ul.OP_DELETE, ul.OP_DELETE], [5, 5], x, y)
