@@ -1,11 +1,11 @@
 """Certified deletion: the exact, polish and seed mechanisms on one stream.
 
-Command (the default; all three mechanisms, simulated Covertype, 4 seeds; about 2 minutes on
-the shared 2-core CPU, most of it compilation):
+Command (the default; all three mechanisms, simulated Covertype, 4 seeds; 105 s measured on
+the shared 2-core CPU, about half of it compilation):
 
     python -m experiments.deletion_capacity --dataset=covtype
 
-and on the real 5,000-digit MNIST subset (offline; 14x14 images, d = 197):
+and on the real 5,000-digit MNIST subset (offline; 14x14 images, d = 197; 176 s measured):
 
     python -m experiments.deletion_capacity --dataset=rotmnist
 
@@ -33,7 +33,7 @@ Defaults, and why:
 * ``privacy.gamma_priv = 1.0``: the trivial predictor pays 1/2 per step; the polish regret
   condition charges every prediction (see ``mpjax.privacy.odometer.polish_charge``).
 * ``T = 100,000``: the horizon of the regret conditions (not the number of simulated events).
-* ``max_rows = 50,000``: a seeded subset of Covertype's 581,012 rows (the run inserts ~4,200
+* ``max_rows = 50,000``: a seeded subset of Covertype's 581,012 rows (the run inserts ~6,000
   per seed); no effect on MNIST's 5,000-digit subset. ``n_test`` rows are held out.
 """
 

@@ -10,7 +10,8 @@ and (once) a no-deletion baseline. Host-side float64 references (``mpjax.unlearn
 give, for every applied delete request, the distance of the certified model to the exact
 retrain of the same objective on the rows present, beside the mechanism's certified bound.
 
-Outputs (atomic) under ``--workdir``, ``{name} = deletion_{dataset}_{schedule}_{accountant}``:
+Outputs (atomic) under ``--workdir``, ``{name} = deletion_{dataset}_{schedule}_{accountant}``
+(``_{mechanism}`` appended when only one runs):
 ``{name}.csv`` (per event, seed means, the mechanism a column), ``{name}_deletions.csv``
 (per delete request and seed), ``{name}.json`` (summary, theory, config, provenance,
 timings), ``{name}.npz`` (per-seed arrays), figures ``{name}_capacity.png`` (capacity vs
@@ -753,7 +754,8 @@ TABLE_COLUMNS = ["mechanism", "sigma", "capacity_m", "admitted", "max_dist", "ma
 
 def run_config(cfg, workdir, progress=None) -> dict:
     """The whole experiment for one resolved config; returns the summary (also written)."""
-    name = f"deletion_{cfg.dataset}_{cfg.schedule}_{cfg.accountant}"
+    name = f"deletion_{cfg.dataset}_{cfg.schedule}_{cfg.accountant}" + ("" if cfg.mechanism == "all" else
+                                                                      f"_{cfg.mechanism}")
     result_cfg = cfg.to_dict()
     for f in _NON_RESULT_FIELDS:
         result_cfg.pop(f, None)

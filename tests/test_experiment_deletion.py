@@ -139,7 +139,8 @@ def test_rerun_reproduces_and_other_configs_are_not_overwritten(tmp_path):
     _run(cfg, tmp_path / "a")
     _run(cfg, tmp_path / "b")
     for suffix in (".csv", "_deletions.csv"):
-        assert (tmp_path / "a" / f"{NAME}{suffix}").read_bytes() == (tmp_path / "b" / f"{NAME}{suffix}").read_bytes()
+        a, b = (tmp_path / w / f"{NAME}_exact{suffix}" for w in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes()
     other = _cfg(mechanism="exact", n_learn=260)
     with pytest.raises(common.ResultsExistError, match="--overwrite"):
         _run(other, tmp_path / "a")
