@@ -159,18 +159,12 @@ class Plan(NamedTuple):
     num_positions: int
     rows: jax.Array  # i32[S, N] main stream
     rows_inj: jax.Array | None  # i32[S, N] the injection branch (injected positions -> injected rows)
-    stages: dict  # name -> (ops i32[E], pos i32[S, E], evaluate bool[E], start event)
+    stages: dict  # name -> driver.Stage
     slots: int
     learner: dict  # Memory-Pair hyper-parameters
     train: np.ndarray  # data rows of the training table
     learn_length: int | None  # L, fixed after the first finalize
     n_star_exceeds_learning: np.ndarray | None  # bool[S] seeds still in LEARNING when interleaving starts
-
-
-def _evaluate(e, every):
-    out = (np.arange(e) + 1) % every == 0
-    out[-1:] = True
-    return out
 
 
 def _injection_inserts(cfg):
@@ -206,9 +200,7 @@ def make_plan(cfg, data) -> Plan:
     n_inj = S * cfg.injection.rows
     table_x = np.concatenate([xa[train], np.zeros((n_inj, xa.shape[1]))])
     table_y = np.concatenate([y[train], np.zeros((n_inj, k))])
-    n_cal = cfg.n_calibration
-    stages = {"calibrate": (np.full(n_cal, ul.OP_CALIBRATE, np.int32), np.tile(np.arange(n_cal), (S, 1)),
-                            _evaluate(n_cal, cfg.eval_every), 0)}
+    stages = {"calibrate": driver.fresh_stage(ul.OP_CALIBRATE, 0, cfg.n_calibration, S, cfg.eval_every, 0)}
     slots = max(int(np.sum(ops_c == ul.OP_DELETE)), cfg.injection.rows)
     put = jax.device_put
     return Plan(data, put(table_x), put(table_y), put(xa[test]), put(np.asarray(data.labels)[test].astype(np.int32)),
@@ -222,29 +214,22 @@ def max_learn_length(cfg, plan: Plan) -> int:
     return int(min(cfg.learn_cap, plan.num_positions - cfg.n_calibration - tail))
 
 
-def learn_length(cfg, plan: Plan, n_star) -> int:
-    """L = max(n_learn, max over seeds of N* - n_calibration), at most :func:`max_learn_length`."""
-    return int(min(max(cfg.n_learn, int(np.max(n_star)) - cfg.n_calibration), max_learn_length(cfg, plan)))
-
-
 def with_learning(cfg, plan: Plan, n_star) -> Plan:
     """The plan completed for the learning length set by ``n_star`` (i[S]): learning, interleaving and
     the injection branch, with its injected rows written into the table's placeholder slots."""
-    L = learn_length(cfg, plan, n_star)
+    L = driver.learn_length(cfg.n_learn, n_star, cfg.n_calibration, max_learn_length(cfg, plan))
     if plan.learn_length is not None:
         if L != plan.learn_length:
             raise AssertionError(f"learning length {L} differs from the first mechanism's {plan.learn_length}: "
                                  "the calibration stage should be the same for every mechanism")
         return plan
-    S, k, inj = cfg.num_seeds, plan.data.num_classes, cfg.injection
+    S, inj = cfg.num_seeds, cfg.injection
     n_cal, p0 = cfg.n_calibration, cfg.n_calibration + L
     rows = np.asarray(plan.rows)
-    ops_c = schedule_ops(cfg)
-    pos_c = np.asarray(jax.jit(jax.vmap(lambda key: driver.deletion_targets(
-        run_lib.purpose_key(key, TAG_DELETIONS), ops_c, p0, plan.num_positions)))(plan.keys))
+    keys = jax.vmap(lambda key: run_lib.purpose_key(key, TAG_DELETIONS))(plan.keys)
+    interleave = driver.schedule_stage(keys, schedule_ops(cfg), p0, plan.num_positions, cfg.eval_every, p0)
     # Injection branch: every (inserts_between + 1)-th insert after learning carries the feature.
-    n_inj_ins = _injection_inserts(cfg)
-    inj_pos = p0 + np.arange(inj.rows) * (inj.inserts_between + 1) + inj.inserts_between
+    injection, inj_pos = driver.injection_stage(p0, inj.rows, inj.inserts_between, S, p0)
     table_x, table_y = np.array(plan.xs), np.array(plan.ys)
     n_train = plan.train.size
     inj_x = table_x[rows[:, inj_pos]] * inj.scale  # [S, n_inj, d + 1]
@@ -254,17 +239,8 @@ def with_learning(cfg, plan: Plan, n_star) -> Plan:
     table_y[n_train:, inj.label] = 1.0
     rows_inj = rows.copy()
     rows_inj[:, inj_pos] = n_train + np.arange(S)[:, None] * inj.rows + np.arange(inj.rows)[None]
-    ops_inj = np.concatenate([np.full(n_inj_ins, ul.OP_INSERT), np.full(inj.rows, ul.OP_DELETE)]).astype(np.int32)
-    pos_inj = np.concatenate([p0 + np.arange(n_inj_ins), inj_pos]).astype(np.int32)
-    eval_inj = np.zeros(ops_inj.size, bool)
-    eval_inj[[n_inj_ins - 1, -1]] = True
-    stages = {
-        **plan.stages,
-        "learn": (np.full(L, ul.OP_INSERT, np.int32), np.tile(np.arange(n_cal, p0), (S, 1)),
-                  _evaluate(L, cfg.eval_every), n_cal),
-        "interleave": (ops_c, pos_c, _evaluate(ops_c.size, cfg.eval_every), p0),
-        "injection": (ops_inj, np.tile(pos_inj, (S, 1)), eval_inj, p0),
-    }
+    stages = {**plan.stages, "learn": driver.fresh_stage(ul.OP_INSERT, n_cal, L, S, cfg.eval_every, n_cal),
+              "interleave": interleave, "injection": injection}
     put = jax.device_put
     return plan._replace(xs=put(table_x), ys=put(table_y), rows_inj=put(rows_inj.astype(np.int32)), stages=stages,
                          learn_length=L, n_star_exceeds_learning=np.asarray(n_star) > p0)

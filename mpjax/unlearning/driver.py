@@ -34,6 +34,12 @@ __all__ = [
     "Carry",
     "Schedule",
     "Out",
+    "Stage",
+    "eval_mask",
+    "fresh_stage",
+    "schedule_stage",
+    "injection_stage",
+    "learn_length",
     "period_ops",
     "deletion_targets",
     "init_carry",
@@ -107,6 +113,60 @@ def deletion_targets(key: jax.Array, ops, first_pos: int, num_positions: int) ->
 
     _, pos = lax.scan(body, jnp.zeros((num_positions,), bool), (jnp.arange(ops.shape[0]), is_ins, ins_before))
     return pos
+
+
+class Stage(NamedTuple):
+    """The events of one stage (host-side NumPy)."""
+
+    ops: np.ndarray  # i32[E] operations, shared by every seed
+    pos: np.ndarray  # i32[S, E] stream positions per seed
+    evaluate: np.ndarray  # bool[E] evaluate the held-out accuracy after these events
+    start: int  # global index of the stage's first event
+
+
+def eval_mask(n_events: int, every: int) -> np.ndarray:
+    """bool[n_events]: every ``every``-th event and the last one."""
+    out = (np.arange(n_events) + 1) % every == 0
+    out[-1:] = True
+    return out
+
+
+def fresh_stage(op: int, first_pos: int, n_events: int, num_seeds: int, eval_every: int, start: int) -> Stage:
+    """``n_events`` events of ``op`` (OP_CALIBRATE or OP_INSERT) at the fresh positions ``first_pos, ...``."""
+    return Stage(np.full(n_events, op, np.int32),
+                 np.tile(np.arange(first_pos, first_pos + n_events, dtype=np.int32), (num_seeds, 1)),
+                 eval_mask(n_events, eval_every), start)
+
+
+def schedule_stage(keys: jax.Array, ops: np.ndarray, first_pos: int, num_positions: int, eval_every: int,
+                   start: int) -> Stage:
+    """A schedule of inserts and deletes; the delete targets of seed ``i`` come from :func:`deletion_targets`
+    with ``keys[i]`` (give each key its own purpose tag)."""
+    pos = np.asarray(jax.vmap(lambda key: deletion_targets(key, ops, first_pos, num_positions))(keys), np.int32)
+    return Stage(np.asarray(ops, np.int32), pos, eval_mask(len(ops), eval_every), start)
+
+
+def injection_stage(first_pos: int, n_rows: int, inserts_between: int, num_seeds: int,
+                    start: int) -> tuple[Stage, np.ndarray]:
+    """The feature-injection test's events, and the injected positions.
+
+    ``n_rows * (inserts_between + 1)`` inserts at fresh positions from ``first_pos``, every
+    ``(inserts_between + 1)``-th being an injected row, then one delete of each injected row
+    in insertion order. The held-out accuracy is evaluated after the last insert and at the end.
+    """
+    n_ins = n_rows * (inserts_between + 1)
+    injected = first_pos + np.arange(n_rows) * (inserts_between + 1) + inserts_between
+    ops = np.concatenate([np.full(n_ins, core.OP_INSERT), np.full(n_rows, core.OP_DELETE)]).astype(np.int32)
+    pos = np.concatenate([first_pos + np.arange(n_ins), injected]).astype(np.int32)
+    evaluate = np.zeros(ops.size, bool)
+    evaluate[[n_ins - 1, -1]] = True
+    return Stage(ops, np.tile(pos, (num_seeds, 1)), evaluate, start), injected
+
+
+def learn_length(n_learn: int, n_star, n_calibration: int, max_length: int) -> int:
+    """L = max(n_learn, max over seeds of N* - n_calibration), at most ``max_length``: the learning
+    stage then brings every seed to INTERLEAVING when the data allow it."""
+    return int(min(max(n_learn, int(np.max(n_star)) - n_calibration), max_length))
 
 
 def init_carry(state: core.UnlearningState, slots: int) -> Carry:

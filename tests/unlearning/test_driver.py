@@ -111,3 +111,19 @@ def test_replay_equals_the_learner_on_the_kept_rows_in_order():
     for p in np.nonzero(mask)[0]:
         state, _ = learner.step(state, jnp.asarray(xs[rows[p]]), jnp.asarray(ys[rows[p]]))
     np.testing.assert_allclose(np.asarray(got), np.asarray(state.w), atol=1e-12)
+
+
+def test_stage_builders():
+    cal = driver.fresh_stage(ul.OP_CALIBRATE, 0, 7, 2, 3, 0)
+    np.testing.assert_array_equal(cal.pos, [np.arange(7)] * 2)
+    np.testing.assert_array_equal(cal.evaluate, [0, 0, 1, 0, 0, 1, 1])
+    inj, injected = driver.injection_stage(50, 3, 2, 2, 57)
+    np.testing.assert_array_equal(injected, [52, 55, 58])
+    assert inj.start == 57 and inj.ops.tolist() == [ul.OP_INSERT] * 9 + [ul.OP_DELETE] * 3
+    np.testing.assert_array_equal(inj.pos[1], list(range(50, 59)) + [52, 55, 58])
+    assert inj.evaluate.nonzero()[0].tolist() == [8, 11]
+    assert driver.learn_length(100, np.array([50, 900, 300]), 200, 650) == 650  # capped
+    assert driver.learn_length(100, np.array([50, 250]), 200, 650) == 100  # at least n_learn
+    keys = jax.random.split(jax.random.key(0), 2)
+    sched = driver.schedule_stage(keys, driver.period_ops(2, 1, 9), 10, 40, 4, 10)
+    assert sched.pos.shape == (2, 9) and sched.start == 10
