@@ -78,7 +78,8 @@ def get_config(arg=None) -> ConfigDict:
     # Distinguishing audit: releases per world and the false-positive rate.
     c.audit = ConfigDict({"trials": 20_000, "fpr": 0.01})
 
-    c.learner = ConfigDict({"memory_size": 10, "learning_rate": 0.5, "l2": 0.1, "clip_norm": 1.0, "max_step": 1.0})
+    # Only the Memory-Pair hyper-parameters whose names are stable (the learner's default step cap applies).
+    c.learner = ConfigDict({"memory_size": 10, "learning_rate": 0.5, "l2": 0.1, "clip_norm": 1.0})
     c.privacy = ConfigDict(
         {
             "gamma_learn": 0.1,

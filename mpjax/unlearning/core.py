@@ -152,6 +152,11 @@ __all__ = [
     "Unlearner",
     "make",
     "resolve_mechanism",
+    "insert_k",
+    "restart_k",
+    "purge_k",
+    "precondition_k",
+    "eigen_bounds_k",
 ]
 
 CALIBRATION, LEARNING, INTERLEAVING = 0, 1, 2
@@ -234,6 +239,50 @@ class Unlearner(NamedTuple):
     apply_detail: object  # (state, op, row, x, y) -> (state, Event, w_certified f[K, d])
 
 
+# --------------------------------------------------------------------------- the K-output model
+# The model is ``multi_output(memory_pair.make(...), K)``: either K scalar learners under a vmap
+# (one memory each; every leaf has a leading K axis, the step counter ``t`` included) or a native
+# K-output state (w: f[K, d], one shared memory, a scalar ``t``). These calls work for both: a
+# vmapped state goes through the scalar functions one output at a time.
+
+
+def _vmapped(model) -> bool:
+    return model.t.ndim == 1
+
+
+def insert_k(hyper, model, x, y, tag):
+    """``memory_pair.insert`` on the K-output model; returns ``(model, loss summed over outputs)``."""
+    if _vmapped(model):
+        model, losses_k = jax.vmap(lambda s, yk: memory_pair.insert(hyper, s, x, yk, tag))(model, y)
+        return model, jnp.sum(losses_k)
+    return memory_pair.insert(hyper, model, x, y, tag)
+
+
+def restart_k(model, w):
+    """``memory_pair.restart`` with weights ``w: f[K, d]`` (every curvature memory emptied)."""
+    return jax.vmap(memory_pair.restart)(model, w) if _vmapped(model) else memory_pair.restart(model, w)
+
+
+def purge_k(model, tag):
+    """``memory_pair.purge`` of every output."""
+    return jax.vmap(lambda st: memory_pair.purge(st, tag))(model) if _vmapped(model) else memory_pair.purge(model, tag)
+
+
+def precondition_k(hyper, model, g):
+    """``H g`` for ``g: f[K, d]``, output by output."""
+    if _vmapped(model):
+        return jax.vmap(lambda st, gk: memory_pair.precondition(hyper, st, gk))(model, g)
+    return memory_pair.precondition(hyper, model, g)
+
+
+def eigen_bounds_k(hyper, model):
+    """``(c, C)`` over all outputs (H of the K-output model is block diagonal)."""
+    if _vmapped(model):
+        c, big_c = jax.vmap(lambda st: memory_pair.eigen_bounds(hyper, st))(model)
+        return jnp.min(c), jnp.max(big_c)
+    return memory_pair.eigen_bounds(hyper, model)
+
+
 def _empty_odometer(dtype) -> odo.OdometerState:
     z = jnp.zeros((), dtype)
     i = jnp.zeros((), jnp.int32)
@@ -307,7 +356,6 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     clip = float(hyper.clip_norm)
     k_out = num_outputs
     sens_bound = clip * float(num_outputs) ** 0.5  # |clipped grad| of one sample, all outputs
-    restart_k = jax.vmap(memory_pair.restart)
 
     def init(dim, num_rows, key):
         if num_rows < 1:
@@ -356,7 +404,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
 
     def _insert(small, big, go, row, x, y, calibrating):
         dtype = small.model.w.dtype
-        model, losses_k = jax.vmap(lambda s, yk: memory_pair.insert(hyper, s, x, yk, row))(small.model, y)
+        model, loss = insert_k(hyper, small.model, x, y, row)
         stats = _keep(go & calibrating, cal.observe(small.stats, _loss_grads(small.model.w, x, y).reshape(-1),
                                                     small.model.w.reshape(-1)), small.stats)
         inserts = small.inserts + go.astype(jnp.int32)
@@ -367,7 +415,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
             phase=jnp.where(go & reached, INTERLEAVING, small.phase).astype(jnp.int32),
             inserts=inserts,
         )
-        return new, _detail(dtype, jnp.sum(losses_k)), model.w
+        return new, _detail(dtype, loss), model.w
 
     def _delete(small, big, go, row, x, y, calibrating):
         """Returns (small, detail, w_certified); ``detail.ok`` false means refused (NOT_CERTIFIED)."""
@@ -392,11 +440,10 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
             model = restart_k(small.model, w_cert + noise)
         else:  # seed
             n_present = small.inserts - small.deletes
-            step = jax.vmap(lambda st, g: memory_pair.precondition(hyper, st, g))(
-                small.model, _loss_grads(small.model.w, x, y))
+            step = precondition_k(hyper, small.model, _loss_grads(small.model.w, x, y))
             w_cert = small.model.w + step / jnp.maximum(n_present - 1, 1).astype(dtype)
             bound, passes, ok = jnp.nan, 0, True
-            model = jax.vmap(lambda st: memory_pair.purge(st, row))(small.model)._replace(w=w_cert + noise)
+            model = purge_k(small.model, row)._replace(w=w_cert + noise)
         go = go & ok
         new = small._replace(
             model=_keep(go, model, small.model),
@@ -493,11 +540,12 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     def finalize(state):
         """Ends CALIBRATION: fixes (G, D, c, C, N*) and the odometer of the mechanism."""
         # H of the K-output model is block diagonal: its spectrum is the union of the blocks'.
-        c_k, big_c_k = jax.vmap(lambda st: memory_pair.eigen_bounds(hyper, st))(state.model)
-        one = jax.tree_util.tree_map(lambda a: a[0], state.model.memory)
+        c, big_c = eigen_bounds_k(hyper, state.model)
+        one = state.model.memory  # the calibrator's own (c, C) are replaced just below
+        if _vmapped(state.model):
+            one = jax.tree_util.tree_map(lambda a: a[0], one)
         calibration = cal.finalize(state.stats, one, settings.gamma_learn, quantile=settings.quantile,
                                    D_cap=settings.D_cap, bound=settings.bound, min_points=settings.min_points)
-        c, big_c = jnp.min(c_k), jnp.max(big_c_k)
         kappa = cal.kappa(c, big_c, settings.bound)
         ratio = calibration.G * calibration.D * kappa / settings.gamma_learn
         n_star = jnp.maximum(jnp.ceil(ratio * ratio), 1.0)

@@ -262,7 +262,7 @@ def make_replay(learner_hyper: dict, num_outputs: int, dim: int):
         def body(state, inp):
             p, keep = inp
             x, y = xs[rows[p]], ys[rows[p]]
-            new, _ = jax.vmap(lambda s, yk: memory_pair.insert(hyper, s, x, yk, p))(state, y)
+            new, _ = core.insert_k(hyper, state, x, y, p)
             return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state), None
 
         state, _ = lax.scan(body, state, (jnp.arange(mask.shape[0], dtype=jnp.int32), mask))
