@@ -1,61 +1,29 @@
-"""Deletion capacity of the certified Memory-Pair learner: calibrate, learn, interleave.
+"""Certified deletion on one stream: the exact, polish and seed mechanisms side by side.
 
     python -m experiments.deletion_capacity --dataset=covtype
-    python -m experiments.deletion_capacity --dataset=covtype --schedule=all --accountant=all
+    python -m experiments.deletion_capacity --dataset=rotmnist
 
-Per (dataset, schedule, accountant), all seeds run in one ``vmap``, one compiled
-program per stage (``unlearning.finalize`` runs binary searches, so it sits
-between scans, never inside one):
+For each mechanism (``mpjax.unlearning``), all seeds in one ``vmap`` and every stage in
+chunks of one compiled scan (``mpjax.unlearning.driver``): calibrate, ``finalize``, learn,
+then the interleaving schedule; from the end of learning also the feature-injection branch
+and (once) a no-deletion baseline. Host-side float64 references (``mpjax.unlearning.audit``)
+give, for every applied delete request, the distance of the certified model to the exact
+retrain of the same objective on the rows present, beside the mechanism's certified bound.
 
-* A: ``n_calibration`` OP_CALIBRATE events over the seed's ``iid`` stream, then
-  ``jax.vmap(u.finalize)`` -> (G, D, c, C, N*, m, sigma, eps_step, delta_step).
-* B: ``L = min(max_seeds(N*) - n_calibration, learn_cap)`` OP_INSERT events (0 if
-  every N* <= n_calibration). A seed with a smaller N* is INTERLEAVING earlier
-  and simply keeps inserting; a seed with N* > n_calibration + learn_cap stays in
-  LEARNING and every delete is refused (recorded as ``n_star_exceeds_cap``).
-* C: ``n_interleave`` events of a schedule: ``uniform`` (``uniform_inserts``
-  inserts, 1 delete), ``burst`` (``burst_inserts`` inserts, ``burst_deletes``
-  deletes), ``trickle`` (``trickle_inserts`` inserts, 1 delete), repeating. The
-  op pattern is the same for every seed; the deletion targets are an oblivious,
-  seeded uniform choice among the rows inserted before the request, never the
-  same row twice. Requests beyond the capacity m are refused by the odometer.
-* D: replays of the noise-free Memory-Pair learner (same hyper-parameters, same
-  order) on the inserted rows minus the rows whose deletion was *applied*, at
-  ``replay_checkpoints`` evenly spaced stage-C events (vmap over checkpoints x seeds).
-
-Row ids. Inside the unlearner a row is a *stream position* (the p-th inserted
-row of the seed), which indexes the data through the seed's permutation; the
-data row of every event is saved in the npz (``row``).
-
-Per event (every stage) the scan carries an exact float32 :class:`RidgeRef`
-(ridge strength ``config.lam``), updated on every applied calibrate/insert
-(``ridge_insert``) and delete (``ridge_delete``), and the host computes:
-
-* ``regret`` = sum over applied inserts so far (calibration included) of the
-  Memory-Pair loss *before* the insert (``Event.loss``), minus ``RidgeRef.j``,
-  the optimal ridge objective over the rows *present* (inserted, not deleted).
-  Losses paid on rows that were later deleted stay in the first sum.
-* ``acc``: prequential accuracy, the running mean of ``Event.correct`` over
-  applied inserts.
-* ``eps_spent``, ``capacity_remaining``: the odometer's (0 before ``finalize``).
-* ``dist_to_retrain`` = |W_mp - W_ridge|_F / |W_ridge|_F, W_ridge the exact
-  ridge (``lam``) on the rows present.
-* ``dist_to_replay`` = |W_mp - W_replay|_F / |W_replay|_F at the replay
-  checkpoints only; NaN at every other event.
-
-Outputs (atomic) under ``--workdir``: ``deletion_{dataset}_{schedule}_{accountant}``
-``.csv`` (mean over seeds, then ``_lo``/``_hi`` 95% bands; ``op`` is the schedule's
-op, identical for all seeds), ``.npz`` (per-seed arrays at every event),
-``.json`` (theory vs empirical, config, provenance, timings) and ``.png``;
-``deletion_capacity_{dataset}.{csv,json,png}``: capacity m against epsilon per
-accountant at the seed-mean calibration constants of stage A, with the
-binding-term analysis and what would admit ``target_deletions`` deletions.
+Outputs (atomic) under ``--workdir``, ``{name} = deletion_{dataset}_{schedule}_{accountant}``
+(``_{mechanism}`` appended when only one runs):
+``{name}.csv`` (per event, seed means, the mechanism a column), ``{name}_deletions.csv``
+(per delete request and seed), ``{name}.json`` (summary, theory, config, provenance,
+timings), ``{name}.npz`` (per-seed arrays), figures ``{name}_capacity.png`` (capacity vs
+epsilon per mechanism), ``{name}_distance.png`` (distance to the retrain vs Delta over
+deletions), ``{name}_accuracy.png`` (held-out accuracy over events).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -71,28 +39,31 @@ from mpjax import run as run_lib
 from mpjax import streams
 from mpjax import unlearning as ul
 from mpjax.data import DATA_SOURCES, DATASETS, load_dataset
-from mpjax.learners import base, memory_pair
 from mpjax.privacy import accountants as acc_lib
 from mpjax.privacy import calibrator as cal
 from mpjax.privacy import odometer as odo
+from mpjax.unlearning import audit, driver
 
 SCHEDULES = ("uniform", "burst", "trickle")
+MECHANISMS = ul.MECHANISMS
 ACCOUNTANTS = tuple(acc_lib.ACCOUNTANTS)
-CSV_COLUMNS = ("event", "op", "regret", "acc", "eps_spent", "capacity_remaining", "dist_to_retrain",
-               "dist_to_replay")
-_BANDED = CSV_COLUMNS[2:]
-# Purpose tag of the deletion targets (beyond mpjax.run's TAG_STREAM/TAG_INIT/TAG_LEARNER). Never renumber.
+# Purpose tags beyond mpjax.run's TAG_STREAM/TAG_INIT/TAG_LEARNER. Never renumber.
 TAG_DELETIONS = 101
+EVENT_COLUMNS = ("mechanism", "event", "stage", "op", "applied", "acc", "test_acc", "test_acc_lo", "test_acc_hi",
+                 "eps_spent", "capacity_remaining", "sigma", "bound", "passes")
+POLISH_DELTA_FACTORS = (1.0, 100.0, 1000.0)  # capacity curves of polish at Delta times these
+LABELS = {"exact": "exact (sufficient statistics)", "polish": "polish (certified, noise)",
+          "seed": "seed (original: removal step + noise)", "none": "no deletions (baseline)"}
 
 
 def define_flags():
-    """Defines this entry point's absl flags; called only when run as a program, so that
-    importing both experiments (tests, notebooks) does not define the same flags twice."""
+    """Defines this entry point's absl flags; called only when run as a program."""
     config = config_flags.DEFINE_config_file("config", "configs/deletion_capacity.py", lock_config=True)
     flags.DEFINE_enum("dataset", None, list(DATASETS), "Data set.")
-    flags.DEFINE_enum("schedule", None, [*SCHEDULES, "all"], "Interleaving schedule, or all of them.")
-    flags.DEFINE_enum("accountant", None, [*ACCOUNTANTS, "all"], "Privacy accountant, or all of them.")
-    flags.DEFINE_integer("T", None, "Horizon the odometer spreads the regret budget over (Settings.horizon).")
+    flags.DEFINE_enum("mechanism", None, [*MECHANISMS, "all"], "Deletion mechanism, or all three.")
+    flags.DEFINE_enum("schedule", None, list(SCHEDULES), "Interleaving schedule.")
+    flags.DEFINE_enum("accountant", None, list(ACCOUNTANTS), "Privacy accountant (polish, seed).")
+    flags.DEFINE_integer("T", None, "Horizon of the regret conditions (Settings.horizon).")
     flags.DEFINE_integer("seed", None, "Integer seed of the run.")
     flags.DEFINE_integer("num_seeds", None, "Replicates (one vmap).")
     flags.DEFINE_string("workdir", None, "Results folder.")
@@ -103,485 +74,459 @@ def define_flags():
 
 
 FLAGS = flags.FLAGS
-
-_NAMED = ("dataset", "schedule", "accountant", "T", "seed", "num_seeds", "workdir", "data_source", "require_real",
-          "overwrite")
+_NAMED = ("dataset", "mechanism", "schedule", "accountant", "T", "seed", "num_seeds", "workdir", "data_source",
+          "require_real", "overwrite")
 _NON_RESULT_FIELDS = ("workdir", "overwrite")
 
 
-def _check_config(cfg):
+def check_config(cfg):
+    """Refuses a bad configuration with a one-line usage error naming the field."""
     def bad(msg):
         raise app.UsageError(msg)
 
-    if cfg.dataset not in DATASETS:
-        bad(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
-    if cfg.schedule not in (*SCHEDULES, "all"):
-        bad(f"unknown schedule {cfg.schedule!r}; valid: {', '.join((*SCHEDULES, 'all'))}")
-    if cfg.accountant not in (*ACCOUNTANTS, "all"):
-        bad(f"unknown accountant {cfg.accountant!r}; valid: {', '.join((*ACCOUNTANTS, 'all'))}")
-    for name in ("T", "num_seeds", "n_calibration", "n_interleave", "uniform_inserts", "burst_inserts",
-                 "burst_deletes", "trickle_inserts", "replay_checkpoints", "log_every"):
+    for name, valid in (("dataset", DATASETS), ("mechanism", (*MECHANISMS, "all")), ("schedule", SCHEDULES),
+                        ("accountant", ACCOUNTANTS)):
+        if cfg[name] not in valid:
+            bad(f"unknown {name} {cfg[name]!r}; valid: {', '.join(valid)}")
+    for name in ("T", "num_seeds", "n_calibration", "n_learn", "learn_cap", "n_interleave", "uniform_inserts", "burst_inserts",
+                 "burst_deletes", "trickle_inserts", "chunk", "eval_every", "n_test"):
         if cfg[name] < 1:
             bad(f"config.{name} must be >= 1, got {cfg[name]}")
-    if cfg.learn_cap < 0:
-        bad(f"config.learn_cap must be >= 0, got {cfg.learn_cap}")
-    if not cfg.lam > 0:
-        bad(f"config.lam must be > 0, got {cfg.lam}")
+    if cfg.learn_cap < cfg.n_learn:
+        bad(f"config.learn_cap ({cfg.learn_cap}) must be >= config.n_learn ({cfg.n_learn})")
+    if cfg.injection.rows < 1 or cfg.injection.inserts_between < 0:
+        bad(f"config.injection needs rows >= 1 and inserts_between >= 0, got {cfg.injection.rows}, "
+            f"{cfg.injection.inserts_between}")
+    if not (cfg.injection.scale ** 2 + cfg.injection.value ** 2 <= 1.0 + 1e-12):
+        bad("config.injection: scale^2 + value^2 must be <= 1 (keeps |x| <= 1)")
+    if not cfg.learner.l2 > 0:
+        bad(f"config.learner.l2 (lambda) must be > 0, got {cfg.learner.l2}")
     if cfg.privacy.bound not in cal.BOUNDS:
         bad(f"config.privacy.bound must be one of {', '.join(cal.BOUNDS)}, got {cfg.privacy.bound!r}")
+    if not 0 < cfg.audit.fpr < 1 or cfg.audit.trials < 100:
+        bad(f"config.audit needs 0 < fpr < 1 and trials >= 100, got {cfg.audit.fpr}, {cfg.audit.trials}")
 
 
-def _load(cfg, dataset):
-    return load_dataset(dataset, data_source=cfg.data_source, require_real=cfg.require_real, seed=cfg.seed,
-                        max_rows=cfg.max_rows, image_size=None if dataset == "covtype" else 14,
-                        grayscale=dataset == "cifar10")
+def load(cfg):
+    size = None if cfg.dataset == "covtype" or not cfg.image_size else int(cfg.image_size)
+    return load_dataset(cfg.dataset, data_source=cfg.data_source, require_real=cfg.require_real, seed=cfg.seed,
+                        max_rows=cfg.max_rows, image_size=size, grayscale=cfg.dataset == "cifar10")
 
 
-# --------------------------------------------------------------------------- schedules
+def schedule_ops(cfg) -> np.ndarray:
+    ins, dels = {"uniform": (cfg.uniform_inserts, 1), "burst": (cfg.burst_inserts, cfg.burst_deletes),
+                 "trickle": (cfg.trickle_inserts, 1)}[cfg.schedule]
+    return driver.period_ops(ins, dels, cfg.n_interleave)
 
 
-def schedule_ops(cfg, schedule: str) -> np.ndarray:
-    """i32[n_interleave]: the stage-C op pattern (OP_INSERT / OP_DELETE), the same for every seed."""
-    if schedule == "uniform":
-        period = [ul.OP_INSERT] * cfg.uniform_inserts + [ul.OP_DELETE]
-    elif schedule == "burst":
-        period = [ul.OP_INSERT] * cfg.burst_inserts + [ul.OP_DELETE] * cfg.burst_deletes
-    elif schedule == "trickle":
-        period = [ul.OP_INSERT] * cfg.trickle_inserts + [ul.OP_DELETE]
-    else:
-        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-    reps = -(-cfg.n_interleave // len(period))
-    return np.tile(np.asarray(period, np.int32), reps)[: cfg.n_interleave]
-
-
-def checkpoint_events(cfg) -> np.ndarray:
-    """Stage-C event indices of the replay checkpoints: evenly spaced, the last event included."""
-    n, c = cfg.n_interleave, min(cfg.replay_checkpoints, cfg.n_interleave)
-    return np.unique(np.round(np.arange(1, c + 1) * n / c).astype(np.int64) - 1)
-
-
-def deletion_targets(key, ops_c, first_pos: int, num_positions: int) -> jax.Array:
-    """i32[n_interleave] stream positions of the stage-C events (pure; vmap over ``key``).
-
-    Inserts take the next fresh positions ``first_pos, first_pos + 1, ...``; a delete
-    takes a uniform random position among those inserted before it that no earlier
-    delete request chose (oblivious: refusals do not change the schedule).
-    """
-    ops_c = jnp.asarray(ops_c)
-    is_ins = ops_c == ul.OP_INSERT
-    ins_before = first_pos + jnp.cumsum(is_ins) - is_ins.astype(jnp.int32)  # inserts before event j
-    key = run_lib.purpose_key(key, TAG_DELETIONS)
-    positions = jnp.arange(num_positions)
-
-    def body(chosen, inp):
-        j, ins, n_before = inp
-        u = jax.random.uniform(jax.random.fold_in(key, j), (num_positions,))
-        score = jnp.where((positions < n_before) & ~chosen, u, -1.0)
-        pick = jnp.argmax(score).astype(jnp.int32)
-        is_del = ~ins
-        chosen = chosen.at[pick].set(chosen[pick] | is_del)
-        return chosen, jnp.where(is_del, pick, n_before.astype(jnp.int32))
-
-    _, pos = jax.lax.scan(body, jnp.zeros((num_positions,), bool),
-                          (jnp.arange(ops_c.shape[0]), is_ins, ins_before))
-    return pos
-
-
-# --------------------------------------------------------------------------- the scans
-
-
-class Carry(NamedTuple):
-    state: ul.UnlearningState
-    ref: ul.RidgeRef
-
-
-class Out(NamedTuple):
-    """Per-event scalars of one seed (the scan's ys)."""
-
-    applied: jax.Array
-    reason: jax.Array
-    loss: jax.Array  # NaN unless an applied insert
-    correct: jax.Array
-    phase: jax.Array
-    eps_spent: jax.Array
-    capacity_remaining: jax.Array
-    noise_norm: jax.Array
-    comparator: jax.Array  # RidgeRef.j after the event
-    dist_to_retrain: jax.Array
-
-
-def _event(u, carry: Carry, op, pos, rows, xs, ys):
-    """One event through the unlearner and the exact reference."""
-    r = rows[pos]
-    x, y = xs[r], ys[r]
-    state, ev = u.apply(carry.state, op, pos, x, y)
-    ins = ev.applied & ((op == ul.OP_CALIBRATE) | (op == ul.OP_INSERT))
-    dele = ev.applied & (op == ul.OP_DELETE)
-    up, down = ul.ridge_insert(carry.ref, x, y), ul.ridge_delete(carry.ref, x, y)
-    ref = jax.tree_util.tree_map(lambda a, b, c: jnp.where(ins, a, jnp.where(dele, b, c)), up, down, carry.ref)
-    w_ridge = ref.w.T
-    norm = jnp.linalg.norm(w_ridge)
-    dist = jnp.linalg.norm(state.model.w - w_ridge) / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny)
-    out = Out(ev.applied, ev.reason, ev.loss, ev.correct, ev.phase, ev.eps_spent, ev.capacity_remaining,
-              ev.noise_norm, ref.j, dist)
-    return Carry(state, ref), out
-
-
-def make_stages(cfg, u, dim: int, num_outputs: int, num_positions: int):
-    """The per-seed stage functions (vmap them over seeds, jit once each)."""
-    n_cal = cfg.n_calibration
-
-    def stage_a(key, xs, ys, labels):
-        rows = streams.make_stream("iid", run_lib.purpose_key(key, run_lib.TAG_STREAM), labels, n_cal,
-                                   num_classes=num_outputs, is_image=False, raw_dim=1).idx
-        state = u.init(dim, num_positions, run_lib.purpose_key(key, run_lib.TAG_LEARNER))
-        carry = Carry(state, ul.ridge_init(dim, num_outputs, cfg.lam, xs.dtype))
-        ops = jnp.full((n_cal,), ul.OP_CALIBRATE, jnp.int32)
-        carry, out = jax.lax.scan(lambda c, i: _event(u, c, i[0], i[1], rows, xs, ys), carry,
-                                  (ops, jnp.arange(n_cal, dtype=jnp.int32)))
-        return carry, out, rows
-
-    def stage_b(carry, rows, xs, ys, start, length):
-        ops = jnp.full((length,), ul.OP_INSERT, jnp.int32)
-        pos = start + jnp.arange(length, dtype=jnp.int32)
-        return jax.lax.scan(lambda c, i: _event(u, c, i[0], i[1], rows, xs, ys), carry, (ops, pos))
-
-    def stage_c(carry, rows, ops, pos, ckpts, xs, ys):
-        k = ckpts.shape[0]
-        buf = (jnp.zeros((k, *carry.state.model.w.shape), xs.dtype), jnp.zeros((k, *carry.ref.w.shape), xs.dtype))
-
-        def body(c, inp):
-            (carry, (bw, br)), (j, op, p) = c, inp
-            carry, out = _event(u, carry, op, p, rows, xs, ys)
-            hit = (ckpts == j)[:, None, None]
-            bw = jnp.where(hit, carry.state.model.w[None], bw)
-            br = jnp.where(hit, carry.ref.w[None], br)
-            return (carry, (bw, br)), out
-
-        (carry, (bw, br)), out = jax.lax.scan(body, (carry, buf),
-                                              (jnp.arange(ops.shape[0], dtype=jnp.int32), ops, pos))
-        return carry, out, bw, br
-
-    return stage_a, stage_b, stage_c
-
-
-def make_replay(u, learner_hyper: dict, dim: int, num_outputs: int):
-    """``replay(rows, mask, xs, ys) -> W f[K, d]``: the noise-free learner on the masked positions, in order.
-
-    The same initial model as ``u.init`` (zeros, empty memory) and the same insert
-    (``memory_pair.insert`` with the unlearner's hyper-parameters), skipping the
-    positions whose ``mask`` is false.
-    """
-    hyper = u.hyper
-    learner = base.multi_output(memory_pair.make(**learner_hyper), num_outputs)  # init only
-
-    def replay(rows, mask, xs, ys):
-        state = learner.init(dim, jax.random.key(0))
-
-        def body(state, inp):
-            p, keep = inp
-            x, y = xs[rows[p]], ys[rows[p]]
-            new, _ = memory_pair.insert(hyper, state, x, y, p)
-            return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state), None
-
-        state, _ = jax.lax.scan(body, state, (jnp.arange(mask.shape[0], dtype=jnp.int32), mask))
-        return state.w
-
-    return replay
-
-
-def settings_for(cfg, accountant: str) -> ul.Settings:
+def settings_for(cfg, mechanism: str) -> ul.Settings:
     p = cfg.privacy
-    return ul.Settings(horizon=int(cfg.T), gamma_learn=float(p.gamma_learn), gamma_priv=float(p.gamma_priv),
-                       eps_total=float(p.eps_total), delta_total=float(p.delta_total), delta_B=float(p.delta_B),
-                       accountant=accountant, bound=str(p.bound), quantile=float(p.quantile),
-                       min_points=int(p.min_points), window=int(p.window), noise=bool(p.noise),
-                       max_deletions=int(p.max_deletions))
+    return ul.Settings(mechanism=mechanism, horizon=int(cfg.T), gamma_learn=float(p.gamma_learn),
+                       gamma_priv=float(p.gamma_priv), eps_total=float(p.eps_total),
+                       delta_total=float(p.delta_total), delta_B=float(p.delta_B), accountant=cfg.accountant,
+                       bound=str(p.bound), quantile=float(p.quantile), min_points=int(p.min_points),
+                       window=int(p.window), noise=bool(p.noise), max_deletions=int(p.max_deletions),
+                       polish_delta=float(p.polish_delta), polish_passes=int(p.polish_passes),
+                       polish_capacity=int(p.polish_capacity))
 
 
-def make_unlearner(cfg, num_outputs: int, accountant: str) -> ul.Unlearner:
-    return ul.make(num_outputs, settings_for(cfg, accountant), **dict(cfg.learner))
+def _quiet(fn):
+    """``fn`` with NumPy's all-NaN-slice warnings silenced (an all-NaN slice gives NaN, as intended)."""
+    def wrapped(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(*args, **kwargs)
+    return wrapped
 
 
-# --------------------------------------------------------------------------- stage A (shared per dataset)
+_nanmax, _nanmean = _quiet(np.nanmax), _quiet(np.nanmean)
 
 
-def _compile_run(fn, *args):
-    with common.Stopwatch() as ct:
-        compiled = jax.jit(fn).lower(*args).compile()
-    with common.Stopwatch() as rt:
-        with jax.transfer_guard("disallow"):
-            out = compiled(*args)
-        out = jax.block_until_ready(out)
-    return out, ct.seconds, rt.seconds
+# --------------------------------------------------------------------------- the plan of one run
 
 
-class Prepared(NamedTuple):
+class Plan(NamedTuple):
+    """Device data and the event plan shared by every mechanism."""
+
     data: object
-    xs: jax.Array
+    xs: jax.Array  # f[n_train + S * n_inj, d + 1]: train rows (extra feature 0), then the injected rows
     ys: jax.Array
-    labels: jax.Array
+    x_test: jax.Array
+    labels_test: jax.Array
     keys: jax.Array
+    dim: int
+    feature: int  # index of the injected feature
     num_positions: int
-    stage_a: tuple  # (carry, out, rows) device arrays, pre-finalize
-    times: dict
+    rows: jax.Array  # i32[S, N] main stream
+    rows_inj: jax.Array | None  # i32[S, N] the injection branch (injected positions -> injected rows)
+    stages: dict  # name -> driver.Stage
+    slots: int
+    learner: dict  # Memory-Pair hyper-parameters
+    train: np.ndarray  # data rows of the training table
+    learn_length: int | None  # L, fixed after the first finalize
+    n_star_exceeds_learning: np.ndarray | None  # bool[S] seeds still in LEARNING when interleaving starts
 
 
-def num_positions_for(cfg) -> int:
-    n_ins_c = max(int(np.sum(schedule_ops(cfg, s) == ul.OP_INSERT)) for s in SCHEDULES)
-    return cfg.n_calibration + cfg.learn_cap + n_ins_c
+def _injection_inserts(cfg):
+    return cfg.injection.rows * (cfg.injection.inserts_between + 1)
 
 
-def prepare(cfg, data) -> Prepared:
-    """Loads the data on device and runs stage A (calibration) once for every schedule x accountant."""
-    xs = np.asarray(data.x, np.float32)
-    ys = np.asarray(data.y, np.float32)
-    run_lib.validate_data(xs, ys, name=data.name)
-    num_positions = num_positions_for(cfg)
-    if num_positions > xs.shape[0]:
-        raise ValueError(f"{data.name}: {xs.shape[0]} rows, but the run may insert up to {num_positions} distinct "
-                         "rows (n_calibration + learn_cap + stage-C inserts); lower those or load more rows")
-    u = make_unlearner(cfg, data.num_classes, "basic")  # stage A does not use the accountant
-    stage_a, _, _ = make_stages(cfg, u, xs.shape[1], data.num_classes, num_positions)
-    keys = jax.device_put(run_lib.seed_keys(cfg.seed, cfg.num_seeds))
-    xs_d, ys_d = jax.device_put(xs), jax.device_put(ys)
-    labels_d = jax.device_put(np.asarray(data.labels, np.int32))
-    out, c_s, r_s = _compile_run(jax.vmap(stage_a, in_axes=(0, None, None, None)), keys, xs_d, ys_d, labels_d)
-    return Prepared(data, xs_d, ys_d, labels_d, keys, num_positions, out, {"stage_a": (c_s, r_s)})
+def make_plan(cfg, data) -> Plan:
+    """Splits the data and builds the per-seed streams and the calibration stage.
+
+    The learning length L depends on N* (known after calibration): :func:`with_learning`
+    completes the plan. The injected rows get placeholder slots in the table now, so that the
+    table keeps one shape and every stage runs one compiled program.
+    """
+    x = np.asarray(data.x, np.float64)
+    y = np.asarray(data.y, np.float64)
+    run_lib.validate_data(x, y, name=data.name)
+    n, k, S = x.shape[0], data.num_classes, cfg.num_seeds
+    split = np.random.default_rng([cfg.seed, 0x7E57]).permutation(n)
+    test, train = split[: cfg.n_test], split[cfg.n_test:]
+    ops_c = schedule_ops(cfg)
+    tail = max(int(np.sum(ops_c == ul.OP_INSERT)), _injection_inserts(cfg))
+    need = cfg.n_calibration + cfg.n_learn + tail
+    if need > train.size:
+        raise ValueError(f"{data.name}: {train.size} training rows, but the run inserts at least {need} distinct rows "
+                         "(n_calibration + n_learn + max(interleave inserts, injection inserts)); lower those or "
+                         "load more rows")
+    num_positions = min(train.size, cfg.n_calibration + cfg.learn_cap + tail)
+    xa = np.concatenate([x, np.zeros((n, 1))], axis=1)  # the injected feature: 0 on every real row
+    keys = run_lib.seed_keys(cfg.seed, S)
+    rows = np.asarray(jax.jit(jax.vmap(lambda key: streams.make_stream(
+        "iid", run_lib.purpose_key(key, run_lib.TAG_STREAM), jnp.asarray(np.asarray(data.labels)[train]),
+        num_positions, num_classes=k, is_image=False, raw_dim=1).idx))(keys))
+    n_inj = S * cfg.injection.rows
+    table_x = np.concatenate([xa[train], np.zeros((n_inj, xa.shape[1]))])
+    table_y = np.concatenate([y[train], np.zeros((n_inj, k))])
+    stages = {"calibrate": driver.fresh_stage(ul.OP_CALIBRATE, 0, cfg.n_calibration, S, cfg.eval_every, 0)}
+    slots = max(int(np.sum(ops_c == ul.OP_DELETE)), cfg.injection.rows)
+    put = jax.device_put
+    return Plan(data, put(table_x), put(table_y), put(xa[test]), put(np.asarray(data.labels)[test].astype(np.int32)),
+                keys, xa.shape[1], xa.shape[1] - 1, num_positions, put(rows.astype(np.int32)), None, stages, slots,
+                dict(cfg.learner), train, None, None)
 
 
-# --------------------------------------------------------------------------- one cell
+def max_learn_length(cfg, plan: Plan) -> int:
+    """The largest L: learn_cap, and no more than the positions left after calibration and the tail stages."""
+    tail = max(int(np.sum(schedule_ops(cfg) == ul.OP_INSERT)), _injection_inserts(cfg))
+    return int(min(cfg.learn_cap, plan.num_positions - cfg.n_calibration - tail))
 
 
-def _cat(*outs):
+def with_learning(cfg, plan: Plan, n_star) -> Plan:
+    """The plan completed for the learning length set by ``n_star`` (i[S]): learning, interleaving and
+    the injection branch, with its injected rows written into the table's placeholder slots."""
+    L = driver.learn_length(cfg.n_learn, n_star, cfg.n_calibration, max_learn_length(cfg, plan))
+    if plan.learn_length is not None:
+        if L != plan.learn_length:
+            raise AssertionError(f"learning length {L} differs from the first mechanism's {plan.learn_length}: "
+                                 "the calibration stage should be the same for every mechanism")
+        return plan
+    S, inj = cfg.num_seeds, cfg.injection
+    n_cal, p0 = cfg.n_calibration, cfg.n_calibration + L
+    rows = np.asarray(plan.rows)
+    keys = jax.vmap(lambda key: run_lib.purpose_key(key, TAG_DELETIONS))(plan.keys)
+    interleave = driver.schedule_stage(keys, schedule_ops(cfg), p0, plan.num_positions, cfg.eval_every, p0)
+    # Injection branch: every (inserts_between + 1)-th insert after learning carries the feature.
+    injection, inj_pos = driver.injection_stage(p0, inj.rows, inj.inserts_between, S, p0)
+    table_x, table_y = np.array(plan.xs), np.array(plan.ys)
+    n_train = plan.train.size
+    inj_x = table_x[rows[:, inj_pos]] * inj.scale  # [S, n_inj, d + 1]
+    inj_x[..., plan.feature] = inj.value
+    table_x[n_train:] = inj_x.reshape(-1, plan.dim)
+    table_y[n_train:] = 0.0
+    table_y[n_train:, inj.label] = 1.0
+    rows_inj = rows.copy()
+    rows_inj[:, inj_pos] = n_train + np.arange(S)[:, None] * inj.rows + np.arange(inj.rows)[None]
+    stages = {**plan.stages, "learn": driver.fresh_stage(ul.OP_INSERT, n_cal, L, S, cfg.eval_every, n_cal),
+              "interleave": interleave, "injection": injection}
+    put = jax.device_put
+    return plan._replace(xs=put(table_x), ys=put(table_y), rows_inj=put(rows_inj.astype(np.int32)), stages=stages,
+                         learn_length=L, n_star_exceeds_learning=np.asarray(n_star) > p0)
+
+
+# --------------------------------------------------------------------------- one mechanism
+
+
+def _compile(fn, *args):
+    with common.Stopwatch() as sw:
+        compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, sw.seconds
+
+
+def _cat(outs):
     return jax.tree_util.tree_map(lambda *a: np.concatenate([np.asarray(v) for v in a], axis=1), *outs)
 
 
-def run_cell(cfg, prep: Prepared, schedule: str, accountant: str) -> dict:
-    """Finalize, stage B, stage C and the replays of one (schedule, accountant), all seeds."""
-    data = prep.data
-    k, dim = data.num_classes, prep.xs.shape[1]
-    n_cal, S = cfg.n_calibration, cfg.num_seeds
-    u = make_unlearner(cfg, k, accountant)
-    _, stage_b, stage_c = make_stages(cfg, u, dim, k, prep.num_positions)
-    times = {"stage_a": prep.times["stage_a"]}
-    carry_a, out_a, _ = prep.stage_a
+def run_mechanism(cfg, plan: Plan, mechanism: str, baseline: bool) -> dict:
+    """Every stage of one mechanism, all seeds; the no-deletion baseline too when ``baseline``."""
+    k, S = plan.data.num_classes, cfg.num_seeds
+    u = ul.make(k, settings_for(cfg, mechanism), **dict(cfg.learner))
+    events = jax.vmap(lambda c, sch, p, r, xs, ys, xt, lt: driver.run_events(u, c, sch, p, r, xs, ys, xt, lt),
+                      in_axes=(0, None, 0, 0, None, None, None, None))
+    init = jax.vmap(lambda key: driver.init_carry(
+        u.init(plan.dim, plan.num_positions, run_lib.purpose_key(key, run_lib.TAG_LEARNER)), plan.slots))
+    carry = jax.jit(init)(plan.keys)
+    chunk0 = next(driver.chunks(*plan.stages["calibrate"][:3], cfg.chunk))
+    times = {}
+    step, times["compile_events"] = _compile(events, carry, *jax.device_put(chunk0), plan.rows, plan.xs, plan.ys,
+                                             plan.x_test, plan.labels_test)
+    finalize, times["compile_finalize"] = _compile(jax.vmap(u.finalize), carry.state)
 
-    # Finalize (between scans): calibration constants, N*, capacity.
-    state, c_s, r_s = _compile_run(jax.vmap(u.finalize), carry_a.state)
-    times["finalize"] = (c_s, r_s)
-    carry = Carry(state, carry_a.ref)
-    calib = jax.device_get(state.calibration)
-    odom = jax.device_get(state.odometer)
-    n_star = np.asarray(calib.N_star, np.int64)
-    L = int(min(max(int(n_star.max()) - n_cal, 0), cfg.learn_cap))
-    exceeds = n_star > n_cal + L
+    def run_stage(carry, name, rows, ops=None):
+        o, p, e, start = plan.stages[name]
+        o = o if ops is None else ops
+        outs = []
+        with common.Stopwatch() as sw, jax.transfer_guard("disallow"):
+            for sched, pc in driver.chunks(o, p, e, cfg.chunk, start):
+                carry, out = step(carry, *jax.device_put((sched, pc)), rows, plan.xs, plan.ys, plan.x_test,
+                                  plan.labels_test)
+                outs.append(out)
+            carry = jax.block_until_ready(carry)
+        n = o.shape[0]
+        return carry, jax.tree_util.tree_map(lambda a: a[:, :n], _cat(outs)), sw.seconds
 
-    ops_c = schedule_ops(cfg, schedule)
-    n_ins_c = int(np.sum(ops_c == ul.OP_INSERT))
-    P = n_cal + L + n_ins_c
-    # Stream rows for every position (the iid permutation; its prefix is stage A's rows).
-    stream_fn = jax.vmap(lambda key, labels: streams.make_stream(
-        "iid", run_lib.purpose_key(key, run_lib.TAG_STREAM), labels, P, num_classes=k, is_image=False,
-        raw_dim=1).idx, in_axes=(0, None))
-    rows = jax.jit(stream_fn)(prep.keys, prep.labels)
-    rows = jnp.concatenate([rows, jnp.zeros((S, prep.num_positions - P), jnp.int32)], axis=1)
-    if not np.array_equal(np.asarray(rows[:, :n_cal]), np.asarray(prep.stage_a[2])):
-        raise AssertionError("stream prefix differs from stage A's rows")
-    pos_c = jax.jit(jax.vmap(lambda key: deletion_targets(key, ops_c, n_cal + L, P)))(prep.keys)
-
-    outs = [out_a]
-    if L > 0:
-        (carry, out_b), c_s, r_s = _compile_run(
-            jax.vmap(lambda c, r, x, y: stage_b(c, r, x, y, n_cal, L), in_axes=(0, 0, None, None)),
-            carry, rows, prep.xs, prep.ys)
-        outs.append(out_b)
-        times["stage_b"] = (c_s, r_s)
-    ckpts = checkpoint_events(cfg)
-    ops_d, ckpts_d = jax.device_put(ops_c), jax.device_put(ckpts.astype(np.int32))
-    (carry, out_c, w_ck, r_ck), c_s, r_s = _compile_run(
-        jax.vmap(stage_c, in_axes=(0, 0, None, 0, None, None, None)),
-        carry, rows, ops_d, pos_c, ckpts_d, prep.xs, prep.ys)
-    times["stage_c"] = (c_s, r_s)
-    outs.append(out_c)
-    out = _cat(*outs)
-
-    # Event table (global event index g over the three stages).
-    E = n_cal + L + cfg.n_interleave
-    ops = np.concatenate([np.full(n_cal, ul.OP_CALIBRATE), np.full(L, ul.OP_INSERT), ops_c]).astype(np.int32)
-    pos = np.concatenate([np.tile(np.arange(n_cal + L), (S, 1)), np.asarray(pos_c)], axis=1)
-    rows_np = np.asarray(rows)
-    data_row = np.take_along_axis(rows_np, pos, axis=1)
-
-    # Stage D: replays at the checkpoints (insert positions kept minus applied deletes up to there).
-    g_ck = n_cal + L + ckpts
-    applied = np.asarray(out.applied)
-    is_del = (ops == ul.OP_DELETE)[None, :] & applied
-    mask = np.zeros((S, len(ckpts), prep.num_positions), bool)
-    for ci, g in enumerate(g_ck):
-        n_ins = int(np.sum(ops[: g + 1] != ul.OP_DELETE))
-        mask[:, ci, :n_ins] = True
-        for s in range(S):
-            mask[s, ci, pos[s, : g + 1][is_del[s, : g + 1]]] = False
-    replay = make_replay(u, dict(cfg.learner), dim, k)
-    w_rep, c_s, r_s = _compile_run(
-        jax.vmap(jax.vmap(replay, in_axes=(None, 0, None, None)), in_axes=(0, 0, None, None)),
-        rows, jax.device_put(mask), prep.xs, prep.ys)
-    times["replay"] = (c_s, r_s)
-    w_ck, r_ck, w_rep = (np.asarray(a, np.float64) for a in (w_ck, r_ck, w_rep))
-    dist_replay_ck = (np.linalg.norm(w_ck - w_rep, axis=(2, 3))
-                      / np.maximum(np.linalg.norm(w_rep, axis=(2, 3)), np.finfo(np.float32).tiny))
-
-    return {
-        "schedule": schedule, "accountant": accountant, "L": L, "E": E, "ops": ops, "pos": pos,
-        "row": data_row, "out": jax.tree_util.tree_map(np.asarray, out), "calibration": calib, "odometer": odom,
-        "n_star_exceeds_cap": exceeds, "checkpoints": g_ck, "w_mp_ckpt": w_ck, "w_ridge_ckpt": r_ck,
-        "w_replay_ckpt": w_rep, "dist_replay_ckpt": dist_replay_ck, "times": times, "n_interleave_inserts": n_ins_c,
-    }
+    res = {"mechanism": mechanism, "outs": {}, "times": times}
+    carry, res["outs"]["calibrate"], times["run_calibrate"] = run_stage(carry, "calibrate", plan.rows)
+    with common.Stopwatch() as sw:
+        carry = carry._replace(state=jax.block_until_ready(finalize(carry.state)))
+    times["run_finalize"] = sw.seconds
+    plan = with_learning(cfg, plan, np.asarray(carry.state.calibration.N_star))
+    res["plan"] = plan
+    carry_b, res["outs"]["learn"], times["run_learn"] = run_stage(carry, "learn", plan.rows)
+    carry_c, res["outs"]["interleave"], times["run_interleave"] = run_stage(carry_b, "interleave", plan.rows)
+    carry_i, res["outs"]["injection"], times["run_injection"] = run_stage(carry_b, "injection", plan.rows_inj)
+    if baseline:
+        ops = plan.stages["interleave"][0]
+        _, res["outs"]["baseline"], times["run_baseline"] = run_stage(
+            carry_b, "interleave", plan.rows, np.where(ops == ul.OP_DELETE, ul.OP_NOOP, ops).astype(np.int32))
+    res.update(
+        calibration=jax.device_get(carry_c.state.calibration), odometer=jax.device_get(carry_c.state.odometer),
+        cert=np.asarray(carry_c.cert), before=np.asarray(carry_c.before), w_final=np.asarray(carry_c.state.model.w),
+        present_final=np.asarray(carry_c.state.present), inj_cert=np.asarray(carry_i.cert),
+        inj_before=np.asarray(carry_i.before), inj_w_final=np.asarray(carry_i.state.model.w),
+        settings=u.settings)
+    res["probe"] = probe_deletions(cfg, plan, step, carry_c, S)
+    return res
 
 
-def per_event(res) -> dict[str, np.ndarray]:
-    """Per-seed f64[S, E] metric curves from the scan outputs (host side)."""
-    out = res["out"]
-    loss = np.nan_to_num(np.asarray(out.loss, np.float64), nan=0.0)
-    ins = np.asarray(out.applied) & (res["ops"] != ul.OP_DELETE)[None, :]
-    cum_loss = np.cumsum(loss, axis=1)
-    n_ins = np.cumsum(ins, axis=1)
-    n_cor = np.cumsum(np.asarray(out.correct) & ins, axis=1)
-    comparator = np.asarray(out.comparator, np.float64)
-    dist_replay = np.full(cum_loss.shape, np.nan)
-    dist_replay[:, res["checkpoints"]] = res["dist_replay_ckpt"]
-    return {
-        "regret": cum_loss - comparator,
-        "acc": n_cor / np.maximum(n_ins, 1),
-        "eps_spent": np.asarray(out.eps_spent, np.float64),
-        "capacity_remaining": np.asarray(out.capacity_remaining, np.float64),
-        "dist_to_retrain": np.asarray(out.dist_to_retrain, np.float64),
-        "dist_to_replay": dist_replay,
-        "cum_loss": cum_loss,
-        "comparator": comparator,
-        "inserts": n_ins,
-    }
+def probe_deletions(cfg, plan: Plan, step, carry, lanes: int, per_lane: int = 20) -> dict:
+    """From seed 0's final state, ``lanes`` copies (one vmap) each delete ``per_lane`` different rows.
 
-
-def event_frame(cfg, res, curves) -> pd.DataFrame:
-    """The CSV: seed means (then 95% bands) at every ``log_every``-th event and the last."""
-    E = res["E"]
-    idx = np.unique(np.concatenate([np.arange(0, E, cfg.log_every), [E - 1], res["checkpoints"]]))
-    frame = {"event": idx, "op": [ul.OP_NAMES[int(o)] for o in res["ops"][idx]]}
-    bands = {}
-    for name in _BANDED:
-        v = curves[name][:, idx]
-        if name == "dist_to_replay":
-            mean, lo, hi = (np.full(len(idx), np.nan) for _ in range(3))
-            ok = np.isfinite(v).all(axis=0)
-            if ok.any():
-                mean[ok], lo[ok], hi[ok] = common.mean_ci(v[:, ok])
-        else:
-            mean, lo, hi = common.mean_ci(v)
-        frame[name] = mean
-        bands[f"{name}_lo"], bands[f"{name}_hi"] = lo, hi
-    frame.update(bands)
-    return pd.DataFrame(frame)
-
-
-# --------------------------------------------------------------------------- theory and capacity
-
-
-def _calibration_mean(calib) -> cal.Calibration:
-    """Seed-mean calibration constants (float32), as used for the capacity curve."""
-    f = lambda a: jnp.asarray(np.mean(np.asarray(a, np.float64)), jnp.float32)  # noqa: E731
-    return cal.Calibration(G=f(calib.G), D=f(calib.D), c=f(calib.c), C=f(calib.C), kappa=f(calib.kappa),
-                           N_star=jnp.asarray(int(np.max(calib.N_star)), jnp.int32),
-                           n_points=jnp.asarray(int(np.min(calib.n_points)), jnp.int32),
-                           status=jnp.asarray(int(np.max(calib.status)), jnp.int32))
-
-
-def calibration_constants(calib) -> dict:
-    """The seed-mean constants as plain floats (what the capacity JSON records and tests reuse)."""
-    c = _calibration_mean(calib)
-    return {"G": float(c.G), "D": float(c.D), "c": float(c.c), "C": float(c.C), "kappa": float(c.kappa)}
-
-
-def calibration_from_constants(const: dict) -> cal.Calibration:
-    """The Calibration the odometer sees: G is the clipping bound sqrt(K) clip_norm, as in unlearning.finalize."""
-    f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    return cal.Calibration(G=f(const["G_sensitivity"]), D=f(const["D"]), c=f(const["c"]), C=f(const["C"]),
-                           kappa=f(const["kappa"]), N_star=jnp.asarray(1, jnp.int32),
-                           n_points=jnp.asarray(0, jnp.int32), status=jnp.asarray(0, jnp.int32))
-
-
-def odometer_grid(cfg, calibration, dim: int, accountant: str, *, eps=None, gamma=None, lam=None, T=None):
-    """``odometer.finalize`` vmapped over one swept argument (the others from the config); a dict of arrays."""
-    p = cfg.privacy
-    base_args = {"T": float(cfg.T), "gamma": float(p.gamma_priv), "eps": float(p.eps_total), "lam": float(cfg.learner.l2)}
-    swept = {n: v for n, v in (("eps", eps), ("gamma", gamma), ("lam", lam), ("T", T)) if v is not None}
-    (name, grid), = swept.items()
-
-    def one(v):
-        a = {**base_args, name: v}
-        return odo.finalize(calibration, a["T"], a["gamma"], a["eps"], float(p.delta_total), a["lam"],
-                            float(p.delta_B), accountant=accountant, dim=dim, max_deletions=int(p.max_deletions))
-
-    out = jax.jit(jax.vmap(one))(jnp.asarray(grid, jnp.float32))
-    return jax.tree_util.tree_map(np.asarray, out)
-
-
-def eps_grid(cfg) -> np.ndarray:
-    c = cfg.capacity
-    grid = np.geomspace(c.eps_min, c.eps_max, c.eps_points)
-    return np.unique(np.concatenate([grid, [cfg.privacy.eps_total]]).astype(np.float32)).astype(np.float64)
-
-
-def bound_terms(cfg, calibration, m, accountant: str, dim: int) -> dict:
-    """The three terms of (R_ins + R_del(m)) / (gamma_priv T) at capacity m (seed-mean constants)."""
-    p = cfg.privacy
-    G, D, kappa = (float(getattr(calibration, n)) for n in ("G", "D", "kappa"))
-    lam, T = float(cfg.learner.l2), float(cfg.T)
-    z = float(acc_lib.noise_multiplier(accountant, int(m), p.eps_total, p.delta_total))
-    delta = G / lam
-    beta = np.sqrt(dim) + np.sqrt(2 * np.log(max(m, 1) / p.delta_B))
-    budget = p.gamma_priv * T
-    terms = {
-        "insert_regret": G * D * kappa * np.sqrt(T),
-        "deletion_removal": m * G * delta,
-        "deletion_noise": m * G * z * delta * beta,
-    }
-    return {
-        "m": int(m), "budget_gamma_priv_T": budget, "noise_multiplier_z": z, "sensitivity_Delta": delta,
-        "beta": beta, "terms": terms, "fractions_of_budget": {k: v / budget for k, v in terms.items()},
-        "binding_term": max(terms, key=terms.get),
-    }
-
-
-def capacity_analysis(cfg, calib, dim: int, run_accountants, num_outputs: int) -> dict:
-    """Capacity curve over epsilon per accountant, the binding term, and what would admit the target.
-
-    The odometer's G is the sensitivity bound sqrt(K) clip_norm (as in ``unlearning.finalize``),
-    not the calibrated quantile, so the curve agrees with the capacity the learner enforces.
+    Time per delete request: the wall time of that chunk minus that of an all-no-op chunk,
+    divided by ``lanes * per_lane`` (best of 3 each). The first request of every lane starts
+    from the same state with a different row: sigma must not depend on which.
     """
-    constants = calibration_constants(calib)
-    constants["G_sensitivity"] = float(cfg.learner.clip_norm) * float(num_outputs) ** 0.5
-    calibration = calibration_from_constants(constants)
-    grid = eps_grid(cfg)
-    curves = {a: odometer_grid(cfg, calibration, dim, a, eps=grid) for a in ACCOUNTANTS}
-    target = int(cfg.capacity.target_deletions)
-    p = cfg.privacy
-    i_eps = int(np.argmin(np.abs(grid - p.eps_total)))
-    needed = {}
-    for a in run_accountants:
-        m_now = int(curves[a].m[i_eps])
-        info = {"m_at_config": m_now, "bound_at_m": bound_terms(cfg, calibration, m_now, a, dim),
-                "bound_at_target": bound_terms(cfg, calibration, target, a, dim)}
-        for name, lo, hi, kw in (("gamma_priv", 1e-2, 1e4, "gamma"), ("lam", 1e-3, 1e4, "lam"),
-                                 ("T", 1e3, 1e10, "T"), ("eps_total", 1e-2, 1e3, "eps")):
-            g = np.geomspace(lo, hi, 601)
-            m = odometer_grid(cfg, calibration, dim, a, **{kw: g}).m
-            ok = np.nonzero(m >= target)[0]
-            info[f"{name}_for_target"] = float(g[ok[0]]) if ok.size else None
-        needed[a] = info
-    return {"eps_grid": grid, "curves": curves, "constants": constants, "target": target,
-            "analysis": needed}
+    per_lane = min(per_lane, cfg.chunk)
+    state0 = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[0], a.shape), carry)
+    present = np.nonzero(np.asarray(carry.state.present[0]))[0]
+    picks = np.random.default_rng(cfg.seed).permutation(present)[: lanes * per_lane].reshape(lanes, per_lane)
+    noop = np.full(cfg.chunk, ul.OP_NOOP, np.int32)
+    dele = noop.copy()
+    dele[:per_lane] = ul.OP_DELETE
+    pos = np.zeros((lanes, cfg.chunk), np.int32)
+    pos[:, :per_lane] = picks
+    ev = np.zeros(cfg.chunk, bool)
+    rows = jnp.broadcast_to(plan.rows[0], plan.rows.shape)
+
+    def call(ops):
+        (args,) = [jax.device_put(c) for c in driver.chunks(ops, pos, ev, cfg.chunk)]
+        best, out = np.inf, None
+        for _ in range(3):
+            with common.Stopwatch() as sw:
+                out = jax.block_until_ready(step(state0, *args, rows, plan.xs, plan.ys, plan.x_test,
+                                                 plan.labels_test)[1])
+            best = min(best, sw.seconds)
+        return best, jax.device_get(out)
+
+    t_del, out = call(dele)
+    t_noop, _ = call(noop)
+    return {
+        "rows_first_request": picks[:, 0], "applied": out.applied[:, :per_lane], "reason": out.reason[:, 0],
+        "sigma_first_request": out.sigma[:, 0], "sigma": out.sigma[:, :per_lane], "passes": out.passes[:, :per_lane],
+        "lanes": lanes, "requests_per_lane": per_lane,
+        "seconds_per_delete": max(t_del - t_noop, 0.0) / (lanes * per_lane), "seconds_call": t_del,
+        "seconds_noop_call": t_noop,
+    }
+
+
+# --------------------------------------------------------------------------- host-side analysis
+
+
+def analyse(cfg, plan: Plan, res: dict, cache: dict) -> dict:
+    """Distances to the float64 retrain, violations, accuracy, feature injection, audit, sigma check."""
+    mech, S = res["mechanism"], cfg.num_seeds
+    lam = float(cfg.learner.l2)
+    xs, ys = np.asarray(plan.xs), np.asarray(plan.ys)
+    rows, rows_inj = np.asarray(plan.rows), np.asarray(plan.rows_inj)
+    delta = float(cfg.privacy.polish_delta)
+
+    def log(stages, s):
+        ops = np.concatenate([plan.stages[n][0] for n in stages])
+        pos = np.concatenate([plan.stages[n][1][s] for n in stages])
+        applied = np.concatenate([np.asarray(res["outs"][n].applied[s]) for n in stages])
+        return ops, pos, applied
+
+    def distances(stages, rows_s, cert, s):
+        ops, pos, applied = log(stages, s)
+        sets = audit.present_after_requests(ops, pos, applied, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
+        req_applied = applied[ops == ul.OP_DELETE]
+        out = np.full(len(sets), np.nan)
+        w_star = [None] * len(sets)
+        for i, (keep, ok) in enumerate(zip(sets, req_applied)):
+            if not ok:
+                continue
+            key = (stages[-1], s, keep.tobytes())
+            if key not in cache:
+                r = rows_s[keep]
+                cache[key] = audit.retrain(xs[r], ys[r], lam)
+            w_star[i] = cache[key]
+            out[i] = np.linalg.norm(np.asarray(cert[s, i], np.float64) - w_star[i])
+        return out, req_applied, w_star
+
+    out_c = res["outs"]["interleave"]
+    is_del = plan.stages["interleave"][0] == ul.OP_DELETE
+    per_seed, w_stars = [], []
+    for s in range(S):
+        dist, applied, w_star = distances(["calibrate", "learn", "interleave"], rows[s], res["cert"], s)
+        w_stars.append(w_star)
+        per_seed.append({"dist": dist, "applied": applied,
+                         "bound": np.asarray(out_c.bound[s])[is_del], "reason": np.asarray(out_c.reason[s])[is_del],
+                         "sigma": np.asarray(out_c.sigma[s])[is_del], "noise_norm": np.asarray(out_c.noise_norm[s])[is_del],
+                         "passes": np.asarray(out_c.passes[s])[is_del]})
+    dist = np.stack([p["dist"] for p in per_seed])
+    applied = np.stack([p["applied"] for p in per_seed])
+    bound = np.stack([p["bound"] for p in per_seed])
+    violations = int(np.sum(applied & (dist > bound))) if mech != "seed" else None
+    over_delta = int(np.sum(applied & (dist > delta))) if mech == "polish" else None
+
+    def acc_at(out, idx):
+        return np.asarray(out.test_acc)[:, idx]
+
+    test_before = acc_at(res["outs"]["learn"], -1)
+    test_after = acc_at(out_c, -1)
+    # The same model class without the online learner: float64 retrains on the rows present at the
+    # end, and on every row inserted (no deletion at all), on the held-out rows.
+    x_test, l_test = np.asarray(plan.x_test), np.asarray(plan.labels_test)
+    retrain_acc = {"rows_present_at_end": [], "all_rows_inserted": []}
+    for s in range(S):
+        ops, pos, app = log(["calibrate", "learn", "interleave"], s)
+        kept = audit.present_after_requests(ops, pos, app, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
+        final = kept[-1] if ops[-1] == ul.OP_DELETE else None
+        inserted = np.unique(pos[app & (ops != ul.OP_DELETE)])
+        for name, keep in (("rows_present_at_end", final), ("all_rows_inserted", inserted)):
+            if keep is None:
+                retrain_acc[name].append(float("nan"))
+                continue
+            w = audit.retrain(xs[rows[s][keep]], ys[rows[s][keep]], lam)
+            retrain_acc[name].append(float(np.mean(np.argmax(x_test @ w.T, axis=1) == l_test)))
+    sig = np.stack([p["sigma"] for p in per_seed])[applied]
+
+    # Feature injection: the extra feature's weight before the first and after the last injected delete.
+    out_i = res["outs"]["injection"]
+    inj_applied = np.asarray(out_i.applied)[:, plan.stages["injection"][0] == ul.OP_DELETE]
+    n_inj = cfg.injection.rows
+    inj = {
+        "deletes_applied": inj_applied.sum(axis=1),
+        "weight_before_deletes": np.array([audit.feature_weight(res["inj_before"][s, 0], plan.feature)
+                                           for s in range(S)]),
+        "weight_after_certified": np.array([audit.feature_weight(res["inj_cert"][s, n_inj - 1], plan.feature)
+                                            for s in range(S)]),
+        "weight_after_published": np.array([audit.feature_weight(res["inj_w_final"][s], plan.feature)
+                                            for s in range(S)]),
+    }
+    inj_dist, _, inj_star = distances(["calibrate", "learn", "injection"], rows_inj[0], res["inj_cert"], 0)
+    inj["retrain_weight_seed0"] = (audit.feature_weight(inj_star[n_inj - 1], plan.feature)
+                                   if inj_star[n_inj - 1] is not None else None)
+    inj["dist_to_retrain_after_last_seed0"] = float(inj_dist[n_inj - 1])
+
+    # Distinguishing audit, seed 0. polish: the applied request farthest from the retrain (the worst
+    # case), against its certified reference W*_{S'} + noise. seed: the first applied request (no
+    # earlier noise in the model), against the reference its Delta is meant to bound, the online
+    # learner replayed without the row, + noise. exact: none (the release is the retrain, no noise).
+    audit_res = None
+    sigma0 = float(res["odometer"].sigma[0])
+    ok0 = np.nonzero(applied[0])[0]
+    if mech != "exact" and ok0.size and sigma0 > 0:
+        if mech == "polish":
+            i, sens, ref_name = ok0[np.nanargmax(dist[0, ok0])], delta, "exact retrain W*_{S'}"
+            ref = w_stars[0][i]
+        else:
+            i, sens, ref_name = ok0[0], float(res["odometer"].sensitivity[0]), "online learner replayed without the row"
+            ops, pos, app0 = log(["calibrate", "learn", "interleave"], 0)
+            keep = audit.present_after_requests(ops, pos, app0, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)[i]
+            mask = np.zeros(plan.num_positions, bool)
+            mask[keep] = True
+            ref = np.asarray(replay_fn(plan)(plan.rows[0], jax.device_put(mask), plan.xs, plan.ys))
+        audit_res = audit.distinguishing_audit(res["cert"][0, i], ref, sigma0, delta_cert=sens,
+                                               trials=int(cfg.audit.trials), fpr=float(cfg.audit.fpr), seed=cfg.seed)
+        audit_res["request"] = int(i)
+        audit_res["reference"] = ref_name
+        audit_res["eps_step"] = float(res["odometer"].eps_step[0])
+        audit_res["delta_step"] = float(res["odometer"].delta_step[0])
+        audit_res["tpr_dp_bound"] = float(min(1.0, np.exp(audit_res["eps_step"]) * cfg.audit.fpr
+                                              + audit_res["delta_step"]))
+
+    probe = res["probe"]
+    sigma_check = {
+        "sigma_values_over_applied_deletes": np.unique(sig).tolist(),
+        "constant_over_deletes_and_seeds": bool(sig.size == 0 or np.all(sig == sig[0])),
+        "probe_rows": probe["rows_first_request"], "probe_sigma": probe["sigma_first_request"],
+        "constant_over_probe_rows": bool(np.all(probe["sigma"] == probe["sigma"].flat[0])),
+    }
+    return {
+        "per_seed": per_seed, "dist": dist, "applied": applied, "bound": bound, "violations": violations,
+        "over_delta": over_delta, "test_before": test_before, "test_after": test_after,
+        "test_acc_retrain": {k: np.asarray(v) for k, v in retrain_acc.items()}, "injection": inj,
+        "audit": audit_res, "sigma_check": sigma_check,
+    }
+
+
+def replay_fn(plan: Plan):
+    """The jitted noise-free replay of the online learner over masked positions (one seed)."""
+    return jax.jit(driver.make_replay(plan.learner, plan.data.num_classes, plan.dim))
+
+
+# --------------------------------------------------------------------------- capacity curves
+
+
+def capacity_curves(cfg, results: dict, num_outputs: int, dim: int) -> dict:
+    """Capacity m against epsilon per mechanism at the seed-mean calibration constants.
+
+    seed: ``odometer.finalize`` (the regret-budget search); polish: ``odometer.polish_capacity``
+    (the largest m whose noise z(m, eps, delta) Delta passes the regret condition); exact:
+    unlimited. One ``vmap`` over the epsilon grid each.
+    """
+    c = cfg.capacity
+    grid = np.unique(np.concatenate([np.geomspace(c.eps_min, c.eps_max, c.eps_points), [cfg.privacy.eps_total]]))
+    any_res = next(iter(results.values()))
+    calib = any_res["calibration"]
+    p, lam = cfg.privacy, float(cfg.learner.l2)
+    g_sens = float(cfg.learner.clip_norm) * num_outputs ** 0.5
+    f = lambda v: jnp.asarray(np.mean(np.asarray(v, np.float64)))  # noqa: E731
+    calibration = cal.Calibration(G=f(g_sens), D=f(calib.D), c=f(calib.c), C=f(calib.C), kappa=f(calib.kappa),
+                                  N_star=jnp.asarray(1, jnp.int32), n_points=jnp.asarray(0, jnp.int32),
+                                  status=jnp.asarray(0, jnp.int32))
+
+    def seed_m(eps):
+        return odo.finalize(calibration, float(cfg.T), float(p.gamma_priv), eps, float(p.delta_total), lam,
+                            float(p.delta_B), accountant=cfg.accountant, dim=dim,
+                            max_deletions=int(p.max_deletions)).m
+
+    def polish_m(eps, delta_cert):
+        return odo.polish_capacity(calibration, float(cfg.T), float(p.gamma_priv), eps, float(p.delta_total), lam,
+                                   delta_cert, num_outputs=num_outputs, accountant=cfg.accountant,
+                                   max_deletions=int(p.max_deletions))
+
+    g = jnp.asarray(grid)
+    polish_grid = jax.jit(jax.vmap(polish_m, in_axes=(0, None)))
+    deltas = [float(p.polish_delta) * f for f in POLISH_DELTA_FACTORS]
+    return {"eps": grid, "seed": np.asarray(jax.jit(jax.vmap(seed_m))(g)),
+            "polish": {dc: np.asarray(polish_grid(g, dc)) for dc in deltas}, "polish_delta": float(p.polish_delta),
+            "cap": int(min(cfg.T, p.max_deletions)),
+            "constants": {"G_sensitivity": g_sens, "D": float(calibration.D), "c": float(calibration.c),
+                          "C": float(calibration.C), "kappa": float(calibration.kappa)}}
 
 
 # --------------------------------------------------------------------------- plots
@@ -596,304 +541,348 @@ def _plt():
     return plt
 
 
-def plot_cell(path, title, curves, res, n_cal, L):
-    """Two panels over events: regret (log y) and epsilon spent, mean and 95% band over seeds."""
+def plot_capacity(path, title, cap, results, cfg):
     plt = _plt()
-    ev = np.arange(res["E"])
-    fig, axes = plt.subplots(2, 1, figsize=(7.0, 6.4), sharex=True)
-    for ax, name, ylabel, log in ((axes[0], "regret", "regret (squared loss, summed over outputs)", True),
-                                  (axes[1], "eps_spent", r"$\varepsilon$ spent (total, accountant)", False)):
-        mean, lo, hi = common.mean_ci(curves[name])
-        ok = mean > 0 if log else np.isfinite(mean)
-        ax.plot(ev[ok], mean[ok], color=common.COLORS[0], lw=1.4, label="mean over seeds")
-        if curves[name].shape[0] > 1:
-            ax.fill_between(ev[ok], np.maximum(lo[ok], 1e-12) if log else lo[ok], hi[ok], color=common.COLORS[0],
-                            alpha=0.18, lw=0, label="95% band")
-        ax.axvline(n_cal, color=common.COLORS[1], ls="--", lw=1.0, label="finalize (end of calibration)")
-        ax.axvline(n_cal + L, color=common.COLORS[2], ls=":", lw=1.2, label="interleaving schedule starts")
-        dels = np.nonzero(((res["ops"] == ul.OP_DELETE)[None, :] & np.asarray(res["out"].applied)).any(0))[0]
-        if dels.size:
-            ax.axvline(dels[0], color=common.COLORS[3], ls="-.", lw=1.0, label="first admitted deletion")
-        if log:
-            ax.set_yscale("log")
-        ax.set_ylabel(ylabel, fontsize=9)
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7, loc="upper left")
-    axes[1].set_xlabel("event (calibrate, insert and delete requests, refused ones included)")
-    axes[0].set_title(title, fontsize=9)
-    fig.tight_layout()
-    common.save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_capacity(path, title, cap, measured, target):
-    """Capacity m against epsilon (log-log) per accountant, measured capacities marked."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for i, a in enumerate(ACCOUNTANTS):
-        color = common.COLORS[i % len(common.COLORS)]
-        ax.plot(cap["eps_grid"], cap["curves"][a].m, color=color, lw=1.6, label=f"{a} (seed-mean constants)")
-        if a in measured:
-            eps, ms = measured[a]
-            ax.scatter(np.full(len(ms), eps), ms, color=color, marker="o", s=22, zorder=3,
-                       label=f"{a}: measured m per seed")
-    ax.axhline(target, color="gray", ls="--", lw=1.0, label=f"target: {target} deletions")
+    fig, ax = plt.subplots(figsize=(6.8, 4.8))
+    cap_m = cap["cap"]
+    if "exact" in results:
+        ax.axhline(3 * cap_m, color=common.COLORS[0], lw=1.6, label="exact: unlimited (no noise, no budget)")
+    if "polish" in results:
+        for dc, ls in zip(cap["polish"], ("-", "--", ":")):
+            m = np.maximum(cap["polish"][dc], 0.5)
+            note = " (the configured one)" if dc == cap["polish_delta"] else ""
+            ax.plot(cap["eps"], m, color=common.COLORS[1], lw=1.6, ls=ls,
+                    label=rf"polish, $\Delta$={dc:g}{note}: largest m the regret condition admits")
+    if "seed" in results:
+        ax.plot(cap["eps"], np.maximum(cap["seed"], 0.5), color=common.COLORS[2], lw=1.6,
+                label="seed: largest m the regret-budget search admits")
+    for i, mech in ((1, "polish"), (2, "seed")):
+        if mech in results:
+            od = results[mech]["res"]["odometer"]
+            ax.scatter([cfg.privacy.eps_total], [max(float(np.mean(od.m)), 0.5)], color=common.COLORS[i],
+                       marker="o", s=30, zorder=3, label=f"{mech}: capacity m of this run")
+    ax.axhline(cap_m, color="gray", ls="-.", lw=0.8, label=f"upper end of the search: min(T, max_deletions) = {cap_m:,}")
+    ax.axhline(100, color="gray", ls="--", lw=1.0, label="target: 100 deletions")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(0.5, 10 * cap_m)
     ax.set_xlabel(r"total privacy budget $\varepsilon$ (at fixed $\delta$)")
     ax.set_ylabel("deletion capacity m (deletions)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     common.save_figure(fig, path)
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------- writing one cell
+def plot_distance(path, title, results, delta):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    for i, mech in enumerate(MECHANISMS):
+        if mech not in results:
+            continue
+        a = results[mech]["analysis"]
+        dist = np.where(a["applied"], a["dist"], np.nan)
+        req = np.arange(dist.shape[1]) + 1
+        color = common.COLORS[i]
+        worst = _nanmax(dist, axis=0)
+        ok = np.isfinite(worst)
+        note = " (includes earlier releases' noise)" if mech == "seed" else ""
+        ax.plot(req[ok], np.maximum(worst[ok], 1e-18), color=color, lw=1.4, marker=".", ms=3,
+                label=f"{mech}: |W~ - W*| (max over seeds){note}")
+        if mech != "seed":
+            bound = np.where(a["applied"], a["bound"], np.nan)
+            b = _nanmax(bound, axis=0)
+            ok_b = np.isfinite(b)
+            ax.plot(req[ok_b], b[ok_b], color=color, lw=1.0, ls=":", label=f"{mech}: certified bound (max over seeds)")
+    ax.axhline(delta, color=common.COLORS[1], ls="--", lw=1.0, label=rf"polish: $\Delta$ = {delta:g}")
+    if "seed" in results:
+        sens = float(np.mean(results["seed"]["res"]["odometer"].sensitivity))
+        ax.axhline(sens, color=common.COLORS[2], ls="--", lw=1.0, label=rf"seed: $\Delta$ = $\sqrt{{K}}$ clip/$\lambda$ = {sens:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("delete request (interleaving stage)")
+    ax.set_ylabel(r"distance to the float64 retrain $\|W - W^*_{S'}\|_F$ (before noise)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    common.save_figure(fig, path)
+    plt.close(fig)
 
 
-def _cell_config(cfg, dataset, schedule, accountant):
-    d = cfg.to_dict()
+def plot_accuracy(path, title, results, baseline_out, p0):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    curves = [(m, results[m]["res"]["outs"]["interleave"], common.COLORS[i]) for i, m in enumerate(MECHANISMS)
+              if m in results]
+    if baseline_out is not None:
+        curves.append(("none", baseline_out, common.COLORS[3]))
+    for mech, out, color in curves:
+        acc = np.asarray(out.test_acc, np.float64)
+        ok = np.isfinite(acc).all(axis=0)
+        mean, lo, hi = common.mean_ci(acc[:, ok])
+        ev = p0 + np.nonzero(ok)[0]
+        ax.plot(ev, mean, color=color, lw=1.5, ls="--" if mech == "none" else "-", label=LABELS[mech])
+        if acc.shape[0] > 1:
+            ax.fill_between(ev, lo, hi, color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("event (calibrate, learn, then the interleaving schedule; deletes included)")
+    ax.set_ylabel("held-out accuracy of the published model")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="center left")
+    common.save_figure(fig, path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def event_frame(cfg, plan: Plan, results: dict, baseline_out) -> pd.DataFrame:
+    """Per event (every ``eval_every``-th and the evaluated ones), seed means, one block per mechanism."""
+    frames = []
+    blocks = [(m, results[m]["res"]["outs"]) for m in MECHANISMS if m in results]
+    if baseline_out is not None:
+        blocks.append(("none", {"interleave": baseline_out}))
+    for mech, outs in blocks:
+        for stage in ("calibrate", "learn", "interleave"):
+            if stage not in outs:
+                continue
+            o = outs[stage]
+            ops, _, evaluate, start = plan.stages[stage]
+            if mech == "none":
+                ops = np.where(ops == ul.OP_DELETE, ul.OP_NOOP, ops)
+            idx = np.nonzero(evaluate | (ops == ul.OP_DELETE))[0]
+            correct = np.asarray(o.correct, np.float64)
+            ins = np.asarray(o.applied) & ((ops == ul.OP_INSERT) | (ops == ul.OP_CALIBRATE))[None]
+            acc = np.cumsum(correct, axis=1) / np.maximum(np.cumsum(ins, axis=1), 1)
+            test = np.asarray(o.test_acc, np.float64)[:, idx]
+            mean, lo, hi = (np.full(idx.size, np.nan) for _ in range(3))
+            fin = np.isfinite(test).all(axis=0)
+            if fin.any():
+                mean[fin], lo[fin], hi[fin] = common.mean_ci(test[:, fin])
+            with np.errstate(all="ignore"):
+                frames.append(pd.DataFrame({
+                    "mechanism": mech, "event": start + idx, "stage": stage,
+                    "op": [ul.OP_NAMES[int(v)] for v in ops[idx]],
+                    "applied": np.asarray(o.applied, np.float64)[:, idx].mean(0), "acc": acc[:, idx].mean(0),
+                    "test_acc": mean, "test_acc_lo": lo, "test_acc_hi": hi,
+                    "eps_spent": np.asarray(o.eps_spent, np.float64)[:, idx].mean(0),
+                    "capacity_remaining": np.asarray(o.capacity_remaining, np.float64)[:, idx].mean(0),
+                    "sigma": np.asarray(o.sigma, np.float64)[:, idx].mean(0),
+                    "bound": _nanmean(np.asarray(o.bound, np.float64)[:, idx], axis=0),
+                    "passes": np.asarray(o.passes, np.float64)[:, idx].mean(0),
+                }))
+    return pd.concat(frames, ignore_index=True)[list(EVENT_COLUMNS)]
+
+
+def deletion_frame(cfg, plan: Plan, results: dict) -> pd.DataFrame:
+    """One row per (mechanism, seed, delete request) of the interleaving stage."""
+    frames = []
+    ops, pos, _, start = plan.stages["interleave"]
+    events = start + np.nonzero(ops == ul.OP_DELETE)[0]
+    delta = float(cfg.privacy.polish_delta)
+    for mech in MECHANISMS:
+        if mech not in results:
+            continue
+        a = results[mech]["analysis"]
+        for s, p in enumerate(a["per_seed"]):
+            viol = (p["dist"] > p["bound"]) if mech != "seed" else np.full(p["dist"].shape, np.nan)
+            frames.append(pd.DataFrame({
+                "mechanism": mech, "seed": s, "request": np.arange(events.size), "event": events,
+                "position": pos[s][ops == ul.OP_DELETE], "applied": p["applied"],
+                "reason": [ul.REASONS[int(r)] for r in p["reason"]],
+                "dist_to_retrain": p["dist"], "bound": p["bound"],
+                "delta": delta if mech == "polish" else (0.0 if mech == "exact" else np.nan),
+                "violation": np.where(p["applied"], viol, np.nan), "sigma": p["sigma"],
+                "noise_norm": p["noise_norm"], "passes": p["passes"],
+            }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_row(cfg, mech, res, a) -> dict:
+    S = cfg.num_seeds
+    applied = a["applied"]
+    dist = np.where(applied, a["dist"], np.nan)
+    passes = np.stack([p["passes"] for p in a["per_seed"]])[applied]
+    od = res["odometer"]
+    audit_res = a["audit"]
+    m = int(np.min(od.m))
+    return {
+        "mechanism": mech,
+        "sigma": float(od.sigma[0]),
+        "capacity_m": "unlimited" if mech == "exact" else m,
+        "admitted": f"{applied.sum() / S:.0f}/{applied.shape[1]}",
+        "max_dist": float(_nanmax(dist)) if np.isfinite(dist).any() else float("nan"),
+        "max_bound": float(_nanmax(np.where(applied, a["bound"], np.nan))) if mech != "seed" else float("nan"),
+        "violations": "n/a" if a["violations"] is None else a["violations"],
+        "test_before": float(np.mean(a["test_before"])),
+        "test_after": float(np.mean(a["test_after"])),
+        "inj_weight": float(np.mean(a["injection"]["weight_after_certified"])),
+        "audit_tpr": "n/a" if audit_res is None else f"{audit_res['tpr']:.4f} ({audit_res['tpr_certified']:.4f})",
+        "ms_per_delete": 1e3 * res["probe"]["seconds_per_delete"],
+        "passes": float(np.mean(passes)) if passes.size else 0.0,
+    }
+
+
+TABLE_COLUMNS = ["mechanism", "sigma", "capacity_m", "admitted", "max_dist", "max_bound", "violations", "test_before",
+                 "test_after", "inj_weight", "audit_tpr", "ms_per_delete", "passes"]
+
+
+def run_config(cfg, workdir, progress=None) -> dict:
+    """The whole experiment for one resolved config; returns the summary (also written)."""
+    name = f"deletion_{cfg.dataset}_{cfg.schedule}_{cfg.accountant}" + ("" if cfg.mechanism == "all" else
+                                                                      f"_{cfg.mechanism}")
+    result_cfg = cfg.to_dict()
     for f in _NON_RESULT_FIELDS:
-        d.pop(f, None)
-    d.update(dataset=dataset, schedule=schedule, accountant=accountant)
-    return d
+        result_cfg.pop(f, None)
+    chash = common.config_hash(result_cfg)
+    common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)
+    mechanisms = list(MECHANISMS) if cfg.mechanism == "all" else [cfg.mechanism]
+    t0 = time.perf_counter()
+    data = load(cfg)
+    plan = make_plan(cfg, data)
+    banner(cfg, data, plan, mechanisms)
+    results, cache, baseline_out = {}, {}, None
+    for i, mech in enumerate(mechanisms):
+        if progress is not None:
+            progress.set_postfix_str(f"{data.name}/{mech}")
+        res = run_mechanism(cfg, plan, mech, baseline=i == 0)
+        plan = res.pop("plan")
+        baseline_out = res["outs"].pop("baseline", baseline_out)
+        with common.Stopwatch() as sw:
+            analysis = analyse(cfg, plan, res, cache)
+        res["times"]["host_analysis"] = sw.seconds
+        results[mech] = {"res": res, "analysis": analysis}
+        if progress is not None:
+            progress.update(1)
+    k = data.num_classes
+    cap = capacity_curves(cfg, {m: r["res"] for m, r in results.items()}, k, plan.dim * k)
+    rows = [summary_row(cfg, m, r["res"], r["analysis"]) for m, r in results.items()]
+    baseline_final = np.asarray(baseline_out.test_acc)[:, -1]
+    write_outputs(cfg, plan, results, baseline_out, cap, rows, workdir, name, chash, result_cfg,
+                  time.perf_counter() - t0)
+    print()
+    print(common.format_table(rows, TABLE_COLUMNS))
+    first = next(iter(results.values()))["analysis"]["test_acc_retrain"]
+    print(f"no deletions, same stream: online learner {np.mean(baseline_final):.4f}, float64 retrain of the same "
+          f"objective on every row inserted {np.nanmean(first['all_rows_inserted']):.4f} (held-out accuracy)")
+    print(f"\nwall time {time.perf_counter() - t0:.1f} s; results in {workdir}")
+    return {"rows": rows, "results": results, "baseline_final": baseline_final, "cap": cap, "plan": plan}
 
 
-def _window_acc(correct, ins, end, start=None, width=None):
-    sel = np.zeros_like(ins)
-    if start is not None:
-        sel[start:] = ins[start:]
-    else:
-        idx = np.nonzero(ins[:end])[0][-width:]
-        sel[idx] = True
-    return float(np.mean(correct[sel])) if sel.any() else float("nan")
-
-
-def summarize(cfg, res, curves) -> dict:
-    """Empirical numbers of one cell (per seed, then means)."""
-    out, ops = res["out"], res["ops"]
-    S = curves["regret"].shape[0]
-    is_del = (ops == ul.OP_DELETE)[None, :]
-    applied = np.asarray(out.applied)
-    reason = np.asarray(out.reason)
-    ins = applied & ~is_del
-    requested = int(np.sum(ops == ul.OP_DELETE))
-    admitted = np.sum(applied & is_del, axis=1)
-    refused = {name: np.sum(is_del & ~applied & (reason == code), axis=1) for code, name in
-               ((ul.BUDGET, "budget"), (ul.WRONG_PHASE, "wrong_phase"), (ul.NOT_PRESENT, "not_present"))}
-    acc_before, acc_after, preq_before, first_refusal = [], [], [], []
-    for s in range(S):
-        d = np.nonzero(applied[s] & is_del[0])[0]
-        correct = np.asarray(out.correct[s])
-        end = d[0] if d.size else res["E"]
-        acc_before.append(_window_acc(correct, ins[s], end, width=500))
-        acc_after.append(_window_acc(correct, ins[s], None, start=d[-1] + 1) if d.size else float("nan"))
-        preq_before.append(float(curves["acc"][s, end - 1]))
-        r = np.nonzero(is_del[0] & ~applied[s] & (reason[s] == ul.BUDGET))[0]
-        first_refusal.append(int(r[0]) if r.size else -1)
-    final_inserts = curves["inserts"][:, -1]
-    avg_regret = curves["regret"][:, -1] / final_inserts
-    return {
-        "deletions_requested": requested,
-        "deletions_admitted": admitted,
-        "deletions_refused": {k: v for k, v in refused.items()},
-        "first_budget_refusal_event": first_refusal,
-        "inserts_total": final_inserts,
-        "average_regret": avg_regret,
-        "final_regret": curves["regret"][:, -1],
-        "final_cum_loss": curves["cum_loss"][:, -1],
-        "final_comparator": curves["comparator"][:, -1],
-        "acc_before_first_deletion": np.asarray(acc_before),
-        "acc_after_last_deletion": np.asarray(acc_after),
-        "prequential_acc_before_first_deletion": np.asarray(preq_before),
-        "prequential_acc_final": curves["acc"][:, -1],
-        "final_dist_to_retrain": curves["dist_to_retrain"][:, -1],
-        "final_dist_to_replay": curves["dist_to_replay"][:, -1],
-        "noise_norm_mean": float(np.mean(np.asarray(out.noise_norm)[applied & is_del])) if admitted.sum() else 0.0,
-    }
-
-
-def _mean(v):
-    v = np.asarray(v, np.float64)
-    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-
-def write_cell(cfg, data, res, workdir, chash, cell_cfg):
-    name = f"deletion_{data.name}_{res['schedule']}_{res['accountant']}"
-    curves = per_event(res)
-    frame = event_frame(cfg, res, curves)
-    emp = summarize(cfg, res, curves)
-    calib, odom = res["calibration"], res["odometer"]
-    theory_per_seed = {
-        "N_star": np.asarray(calib.N_star), "m": np.asarray(odom.m), "sigma": np.asarray(odom.sigma),
-        "noise_multiplier_z": np.asarray(odom.noise_multiplier), "sensitivity_Delta": np.asarray(odom.sensitivity),
-        "eps_step": np.asarray(odom.eps_step), "delta_step": np.asarray(odom.delta_step),
-        "G": np.asarray(calib.G), "D": np.asarray(calib.D), "c": np.asarray(calib.c), "C": np.asarray(calib.C),
-        "kappa": np.asarray(calib.kappa), "regret_insert_bound": np.asarray(odom.regret_insert),
-        "regret_delete_bound": np.asarray(odom.regret_delete), "odometer_status": np.asarray(odom.status),
-        "calibrator_status": np.asarray(calib.status),
-    }
-    theory = {"per_seed": theory_per_seed, "mean": {k: _mean(v) for k, v in theory_per_seed.items()}}
-    emp_mean = {k: (_mean(v) if isinstance(v, np.ndarray) else v) for k, v in emp.items()}
-    emp_mean["deletions_refused"] = {k: _mean(v) for k, v in emp["deletions_refused"].items()}
-    times = {k: {"compile_seconds": v[0], "run_seconds": v[1]} for k, v in res["times"].items()}
-    notes = [
-        f"T={cfg.T:,} is the odometer horizon (Settings.horizon); the run simulates {res['E']:,} events "
-        f"({cfg.n_calibration} calibrate + {res['L']} learn + {cfg.n_interleave} interleave) per seed.",
-        "regret = cumulative pre-insert loss of the Memory-Pair model over applied inserts (calibration included) "
-        "minus RidgeRef.j, the exact ridge objective (lam) over the rows present.",
-        f"dist_to_replay is computed at {len(res['checkpoints'])} stage-C checkpoints (events "
-        f"{', '.join(map(str, res['checkpoints']))}); NaN elsewhere.",
-        "op column: the schedule's op, identical for every seed; CSV bands are 95% Student-t over seeds.",
-    ]
-    if res["n_star_exceeds_cap"].any():
-        notes.append(f"{int(res['n_star_exceeds_cap'].sum())} seed(s) have N* > n_calibration + learn_cap: they stay "
-                     "in LEARNING and every delete is refused (wrong phase).")
+def write_outputs(cfg, plan, results, baseline_out, cap, rows, workdir, name, chash, result_cfg, wall):
+    data = plan.data
+    delta = float(cfg.privacy.polish_delta)
+    common.write_csv(workdir / f"{name}.csv", event_frame(cfg, plan, results, baseline_out))
+    common.write_csv(workdir / f"{name}_deletions.csv", deletion_frame(cfg, plan, results))
+    cap_frame = pd.DataFrame({"eps": cap["eps"], "m_exact": np.full(cap["eps"].size, np.nan),
+                              **{f"m_polish_delta_{dc:g}": m for dc, m in cap["polish"].items()},
+                              "m_seed": cap["seed"]})
+    common.write_csv(workdir / f"{name}_capacity.csv", cap_frame)
+    baseline_final = np.asarray(baseline_out.test_acc)[:, -1]
+    per_mech = {}
+    arrays = {}
+    for mech, r in results.items():
+        res, a = r["res"], r["analysis"]
+        od, calib = res["odometer"], res["calibration"]
+        theory = {"N_star": calib.N_star, "m": od.m, "sigma": od.sigma, "noise_multiplier_z": od.noise_multiplier,
+                  "sensitivity_Delta": od.sensitivity, "eps_step": od.eps_step, "delta_step": od.delta_step,
+                  "G": calib.G, "D": calib.D, "c": calib.c, "C": calib.C, "kappa": calib.kappa,
+                  "regret_insert_bound": od.regret_insert, "regret_delete_bound": od.regret_delete,
+                  "odometer_status": od.status, "calibrator_status": calib.status, "eps_spent_final": od.eps_spent}
+        applied = a["applied"]
+        per_mech[mech] = {
+            "label": LABELS[mech],
+            "theory": {k: np.asarray(v).tolist() for k, v in theory.items()},
+            "deletes_requested_per_seed": int(applied.shape[1]),
+            "deletes_applied_per_seed": applied.sum(axis=1),
+            "refusals_per_seed": {ul.REASONS[c]: np.sum(np.stack([p["reason"] for p in a["per_seed"]]) == c, axis=1)
+                                  for c in range(1, len(ul.REASONS))},
+            "max_dist_to_retrain": float(_nanmax(np.where(applied, a["dist"], np.nan)))
+            if applied.any() else None,
+            "max_certified_bound": float(_nanmax(np.where(applied, a["bound"], np.nan)))
+            if applied.any() and mech != "seed" else None,
+            "violations_dist_gt_bound": a["violations"], "violations_dist_gt_delta": a["over_delta"],
+            "test_acc_before_first_delete": a["test_before"], "test_acc_end": a["test_after"],
+            "test_acc_end_no_deletions": baseline_final,
+            "test_acc_float64_retrain": a["test_acc_retrain"],
+            "test_acc_loss_vs_retrain_without_deletions_points":
+                100 * (np.nanmean(a["test_acc_retrain"]["all_rows_inserted"]) - np.mean(a["test_after"])),
+            "test_acc_loss_vs_no_deletions_points": 100 * (np.mean(baseline_final) - np.mean(a["test_after"])),
+            "noise_norm_mean": float(np.mean(np.stack([p["noise_norm"] for p in a["per_seed"]])[applied]))
+            if applied.any() else 0.0,
+            "polish_passes_mean": float(np.mean(np.stack([p["passes"] for p in a["per_seed"]])[applied]))
+            if applied.any() else 0.0,
+            "polish_passes_max": int(np.max(np.stack([p["passes"] for p in a["per_seed"]])[applied]))
+            if applied.any() else 0,
+            "feature_injection": a["injection"], "distinguishing_audit": a["audit"], "sigma_check": a["sigma_check"],
+            "time_per_delete_probe": {k: v for k, v in res["probe"].items()},
+            "timings_seconds": res["times"],
+        }
+        arrays.update({f"{mech}_dist": a["dist"], f"{mech}_bound": a["bound"], f"{mech}_applied": applied,
+                       f"{mech}_cert": res["cert"], f"{mech}_test_acc": np.asarray(res["outs"]["interleave"].test_acc)})
     meta = {
-        "experiment": "deletion_capacity",
-        "config": cell_cfg, "config_hash": chash,
-        "dataset": data.name, "schedule": res["schedule"], "accountant": res["accountant"],
-        "T_horizon": cfg.T, "events_simulated": res["E"], "learn_events_L": res["L"],
-        "interleave_inserts": res["n_interleave_inserts"],
-        "num_seeds": cfg.num_seeds, "dim": int(data.x.shape[1]), "num_outputs": data.num_classes,
-        "model_dim": int(data.x.shape[1] * data.num_classes),
+        "experiment": "deletion_capacity", "config": result_cfg, "config_hash": chash, "dataset": data.name,
         "data_provenance": data.provenance, "data_source": data.source,
-        "theory": theory, "empirical": {"per_seed": emp, "mean": emp_mean},
-        "n_star_exceeds_cap": res["n_star_exceeds_cap"],
-        "replay_checkpoint_events": res["checkpoints"],
-        "csv_stride_events": cfg.log_every,
-        "timings": times,
-        "compile_seconds": float(sum(v[0] for v in res["times"].values())),
-        "run_seconds": float(sum(v[1] for v in res["times"].values())),
-        "notes": notes,
+        "objective": "F_S(W) = sum_{i in S} [1/2 |W x_i - y_i|^2 + lambda/2 |W|^2], lambda = learner.l2",
+        "dim_with_injected_feature": plan.dim, "num_outputs": data.num_classes, "positions": plan.num_positions,
+        "learn_length": plan.learn_length, "n_star_exceeds_learning": plan.n_star_exceeds_learning,
+        "summary": rows, "mechanisms": per_mech, "test_acc_end_no_deletions": baseline_final,
+        "capacity_curve": {"eps": cap["eps"], "m_polish_by_delta": {f"{dc:g}": m for dc, m in cap["polish"].items()},
+                           "m_seed": cap["seed"], "search_upper_end": cap["cap"], "constants": cap["constants"],
+                           "m_exact": "unlimited"},
+        "float64": bool(cfg.float64), "wall_seconds": wall,
+        "notes": [
+            "dist_to_retrain: |W~ - W*_{S'}|_F, W~ the mechanism's model before noise (exact: the published model), "
+            "W*_{S'} retrained from scratch in float64 NumPy on the rows present after the request, same objective.",
+            "bound: the mechanism's certified upper bound on that distance (gradient norm / (n lambda) plus a "
+            "rounding allowance); the seed mechanism certifies none (NaN).",
+            "time_per_delete_probe: one delete request per lane from seed 0's final state, lanes in one vmap; "
+            "wall time of the call minus that of an all-no-op call, divided by the lanes; shared 2-core CPU.",
+            "distinguishing_audit: simulated releases of W~ + sigma Xi (deleted) vs W* + sigma Xi' (never there), "
+            "white-box Neyman-Pearson attacker; tpr_certified is Phi(Delta/sigma - Phi^-1(1 - fpr)).",
+            "feature injection: weights of the injected feature (all outputs, Frobenius) before the first and after "
+            "the last injected delete; the retrain's weight is exactly 0.",
+        ],
         **common.provenance_metadata(),
     }
-    common.write_csv(workdir / f"{name}.csv", frame)
-    out = res["out"]
-    common.write_npz(
-        workdir / f"{name}.npz", event=np.arange(res["E"]), op=res["ops"], pos=res["pos"], row=res["row"],
-        applied=np.asarray(out.applied), reason=np.asarray(out.reason), loss=np.asarray(out.loss),
-        correct=np.asarray(out.correct), phase=np.asarray(out.phase), noise_norm=np.asarray(out.noise_norm),
-        checkpoints=res["checkpoints"], w_mp_ckpt=res["w_mp_ckpt"], w_ridge_ckpt=res["w_ridge_ckpt"],
-        w_replay_ckpt=res["w_replay_ckpt"], **curves, **{f"theory_{k}": v for k, v in theory_per_seed.items()})
     common.write_json(workdir / f"{name}.json", meta)
-    title = (f"{data.name} ({data.provenance}), {res['schedule']} schedule, {res['accountant']} accountant\n"
-             f"horizon T={cfg.T:,}, {res['E']:,} events, {cfg.num_seeds} seeds, m={theory['mean']['m']:.1f}, "
-             f"admitted {emp_mean['deletions_admitted']:.1f}/{emp['deletions_requested']} deletions")
-    plot_cell(workdir / f"{name}.png", title, curves, res, cfg.n_calibration, res["L"])
-    return {
-        "schedule": res["schedule"], "accountant": res["accountant"],
-        "N*": theory["mean"]["N_star"], "m": theory["mean"]["m"], "sigma": theory["mean"]["sigma"],
-        "admitted": f"{emp_mean['deletions_admitted']:.1f}/{emp['deletions_requested']}",
-        "avg_regret": emp_mean["average_regret"], "acc_before": emp_mean["acc_before_first_deletion"],
-        "acc_after": emp_mean["acc_after_last_deletion"], "dist_retrain": emp_mean["final_dist_to_retrain"],
-        "dist_replay": emp_mean["final_dist_to_replay"], "m_per_seed": theory_per_seed["m"],
-        "eps_total": float(cfg.privacy.eps_total),
-    }
+    common.write_npz(workdir / f"{name}.npz", **arrays)
+    prov = f"{data.name} ({data.provenance})"
+    plot_capacity(workdir / f"{name}_capacity.png",
+                  f"{prov}: deletion capacity vs epsilon, delta={cfg.privacy.delta_total:g}, {cfg.accountant}\n"
+                  f"T={cfg.T:,}, gamma_priv={cfg.privacy.gamma_priv:g}, lambda={cfg.learner.l2:g}, "
+                  f"polish Delta={delta:g}", cap, results, cfg)
+    plot_distance(workdir / f"{name}_distance.png",
+                  f"{prov}: distance of the certified model to the exact float64 retrain\n"
+                  f"{cfg.schedule} schedule, {cfg.num_seeds} seeds, lambda={cfg.learner.l2:g}", results, delta)
+    plot_accuracy(workdir / f"{name}_accuracy.png",
+                  f"{prov}: held-out accuracy over the interleaving stage ({cfg.num_seeds} seeds, 95% band)\n"
+                  f"deletes every {cfg.uniform_inserts + 1} events ({cfg.schedule})", results, baseline_out,
+                  plan.stages["interleave"][3])
 
 
-def write_capacity(cfg, data, cap, measured, workdir, chash, cap_cfg):
-    base_name = f"deletion_capacity_{data.name}"
-    frame = {"eps": cap["eps_grid"]}
-    for a in ACCOUNTANTS:
-        frame[f"m_{a}"] = cap["curves"][a].m
-    for a in ACCOUNTANTS:
-        frame[f"sigma_{a}"] = cap["curves"][a].sigma
-    common.write_csv(workdir / f"{base_name}.csv", pd.DataFrame(frame))
-    meta = {
-        "experiment": "deletion_capacity_curve", "config": cap_cfg, "config_hash": chash, "dataset": data.name,
-        "data_provenance": data.provenance, "data_source": data.source,
-        "calibration_constants_seed_mean": cap["constants"], "target_deletions": cap["target"],
-        "model_dim": int(data.x.shape[1] * data.num_classes), "analysis": cap["analysis"],
-        "measured_m_per_seed": {a: v[1] for a, v in measured.items()},
-        "notes": ["curve: one jax.vmap of mpjax.privacy.odometer.finalize over the epsilon grid at the seed-mean "
-                  "(G, D, c, C, kappa) of stage A, float32",
-                  "*_for_target: the smallest grid value (601 log-spaced points) of that argument alone with "
-                  "m >= target; lam holds (G, D, kappa) fixed (a new lam changes the learner: rerun to confirm)"],
-        **common.provenance_metadata(),
-    }
-    common.write_json(workdir / f"{base_name}.json", meta)
-    title = (f"{data.name} ({data.provenance}): deletion capacity vs epsilon, delta={cfg.privacy.delta_total:g}\n"
-             f"T={cfg.T:,}, gamma_priv={cfg.privacy.gamma_priv:g}, lambda={cfg.learner.l2:g}, "
-             f"G(quantile)={cap['constants']['G']:.3g}, Delta=sqrt(K) clip/lambda={cap['constants']['G_sensitivity'] / cfg.learner.l2:.3g}, D={cap['constants']['D']:.3g}, kappa={cap['constants']['kappa']:.3g}")
-    plot_capacity(workdir / f"{base_name}.png", title, cap, measured, cap["target"])
-
-
-def _capacity_config(cfg, dataset):
-    d = cfg.to_dict()
-    for f in (*_NON_RESULT_FIELDS, "schedule", "accountant"):
-        d.pop(f, None)
-    d["dataset"] = dataset
-    return d
-
-
-def binding_lines(cap) -> list[str]:
-    lines = []
-    for a, info in cap["analysis"].items():
-        b = info["bound_at_m"]
-        fr = b["fractions_of_budget"]
-        lines.append(
-            f"  {a}: m={info['m_at_config']} at the config; binding term: {b['binding_term']} "
-            f"(fractions of gamma_priv*T: insert {fr['insert_regret']:.3g}, removal {fr['deletion_removal']:.3g}, "
-            f"noise {fr['deletion_noise']:.3g}; z={b['noise_multiplier_z']:.3g}, Delta=sqrt(K) clip/lambda="
-            f"{b['sensitivity_Delta']:.3g})")
-        need = ", ".join(f"{k}={info[f'{k}_for_target']:.4g}" if info[f"{k}_for_target"] is not None
-                         else f"{k}=none in grid" for k in ("gamma_priv", "lam", "T", "eps_total"))
-        lines.append(f"     m >= {cap['target']} needs (one knob at a time): {need}")
-    return lines
-
-
-def run_dataset(cfg, data, schedules, accs, workdir, progress) -> tuple[list, dict]:
-    """Every schedule x accountant of one data set, then the capacity curve."""
-    cells = [(s, a) for s in schedules for a in accs]
-    hashes = {}
-    for s, a in cells:  # refuse before any work
-        cell_cfg = _cell_config(cfg, data.name, s, a)
-        hashes[(s, a)] = (common.config_hash(cell_cfg), cell_cfg)
-        common.guard_existing(workdir / f"deletion_{data.name}_{s}_{a}.json", hashes[(s, a)][0], cfg.overwrite)
-    cap_cfg = _capacity_config(cfg, data.name)
-    cap_hash = common.config_hash(cap_cfg)
-    common.guard_existing(workdir / f"deletion_capacity_{data.name}.json", cap_hash, cfg.overwrite)
-    progress.set_postfix_str(f"{data.name}: calibration (stage A)")
-    prep = prepare(cfg, data)
-    rows, measured, calib = [], {}, None
-    for s, a in cells:
-        progress.set_postfix_str(f"{data.name}/{s}/{a}")
-        res = run_cell(cfg, prep, s, a)
-        row = write_cell(cfg, data, res, workdir, *hashes[(s, a)])
-        rows.append(row)
-        measured[a] = (row["eps_total"], row["m_per_seed"])
-        calib = res["calibration"]
-        progress.update(1)
-    cap = capacity_analysis(cfg, calib, int(data.x.shape[1] * data.num_classes), accs, data.num_classes)
-    write_capacity(cfg, data, cap, measured, workdir, cap_hash, cap_cfg)
-    return rows, cap
-
-
-def banner(cfg, data, schedules, accs):
-    n_int_ins = {s: int(np.sum(schedule_ops(cfg, s) == ul.OP_INSERT)) for s in schedules}
+def banner(cfg, data, plan, mechanisms):
+    p = cfg.privacy
+    ops_c = schedule_ops(cfg)
     lines = [
         "=" * 78,
-        f"mpjax deletion capacity | dataset {data.name} | provenance: {data.provenance.upper()}",
+        f"mpjax certified deletion | dataset {data.name} | provenance: {data.provenance.upper()}",
         f"  source: {data.source}",
-        f"  n={data.x.shape[0]:,} d={data.x.shape[1]} K={data.num_classes} | schedules {', '.join(schedules)} | "
-        f"accountants {', '.join(accs)}",
-        f"  horizon T={cfg.T:,} (odometer); simulated events per seed: {cfg.n_calibration} calibrate + "
-        f"L<={cfg.learn_cap:,} learn + {cfg.n_interleave} interleave "
-        f"({', '.join(f'{s}: {n_int_ins[s]} inserts' for s in schedules)})",
-        f"  seeds {cfg.num_seeds} (one vmap) | backend {jax.default_backend()} ({jax.device_count()} device(s)) | "
-        f"float32 | (eps, delta)=({cfg.privacy.eps_total:g}, {cfg.privacy.delta_total:g}) "
-        f"gamma_priv={cfg.privacy.gamma_priv:g} lambda={cfg.learner.l2:g}",
+        f"  n={data.x.shape[0]:,} (held out {cfg.n_test}) d={plan.dim} (incl. bias and the injected feature) "
+        f"K={data.num_classes} | mechanisms {', '.join(mechanisms)}",
+        f"  events per seed: {cfg.n_calibration} calibrate + learn until max N* (>= {cfg.n_learn}, <= "
+        f"{max_learn_length(cfg, plan)}) + {ops_c.size} interleave "
+        f"({int(np.sum(ops_c == ul.OP_DELETE))} delete requests, {cfg.schedule}); injection branch "
+        f"{cfg.injection.rows} injected rows",
+        f"  seeds {cfg.num_seeds} (one vmap) | backend {jax.default_backend()} | "
+        f"{'float64' if cfg.float64 else 'float32'} | (eps, delta)=({p.eps_total:g}, {p.delta_total:g}) "
+        f"{cfg.accountant} | lambda={cfg.learner.l2:g} | polish Delta={p.polish_delta:g}, m={p.polish_capacity}",
     ]
     if data.provenance != "real":
         lines.append(f"  NOTE: {data.provenance} data, not the full real data set (see source above)")
     lines.append("=" * 78)
     print("\n".join(lines), flush=True)
-
-
-TABLE_COLUMNS = ["schedule", "accountant", "N*", "m", "sigma", "admitted", "avg_regret", "acc_before", "acc_after",
-                 "dist_retrain", "dist_replay"]
 
 
 def main(argv):
@@ -903,21 +892,13 @@ def main(argv):
     from configs.deletion_capacity import get_config
 
     cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())
-    _check_config(cfg)
+    check_config(cfg)
     workdir = common.resolve_workdir(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    schedules = list(SCHEDULES) if cfg.schedule == "all" else [cfg.schedule]
-    accs = list(ACCOUNTANTS) if cfg.accountant == "all" else [cfg.accountant]
-    t0 = time.perf_counter()
-    data = _load(cfg, cfg.dataset)
-    banner(cfg, data, schedules, accs)
-    with tqdm(total=len(schedules) * len(accs), desc="deletion", unit="run", file=sys.stderr,
-              dynamic_ncols=True) as progress:
-        rows, cap = run_dataset(cfg, data, schedules, accs, workdir, progress)
-    print()
-    print(common.format_table(rows, TABLE_COLUMNS))
-    print("\n".join(binding_lines(cap)))
-    print(f"\nwall time {time.perf_counter() - t0:.1f} s; results in {workdir}")
+    n = 3 if cfg.mechanism == "all" else 1
+    with jax.enable_x64(bool(cfg.float64)), common.single_threaded_blas():
+        with tqdm(total=n, desc="deletion", unit="mechanism", file=sys.stderr, dynamic_ncols=True) as progress:
+            run_config(cfg, workdir, progress)
 
 
 if __name__ == "__main__":

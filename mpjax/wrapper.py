@@ -1,8 +1,8 @@
 """``mpjax.MemoryPair``: the imperative API researchers know, on the pure core.
 
-    mp = mpjax.MemoryPair(dim=55, num_classes=7)
+    mp = mpjax.MemoryPair(dim=55, num_classes=7)          # mechanism="exact" (default), "polish" or "seed"
     for x, y in calibration_rows:  mp.calibrate_step(x, y)
-    mp.finalize_calibration()             # fixes G, D, c, C, N* and the deletion capacity m
+    mp.finalize_calibration()             # fixes G, D, c, C, N* and the mechanism's odometer
     for x, y in stream:   mp.insert(x, y)  # LEARNING until N* inserts, then INTERLEAVING
     mp.predict(x)                          # class scores, once ready_to_predict
     mp.delete(x, y)                        # certified delete, once ready_to_delete
@@ -11,6 +11,14 @@ Every call runs one compiled step of :mod:`mpjax.unlearning` (compiled once per
 instance shape). An operation the pure core refuses raises ``RuntimeError``
 naming the reason; the model is left unchanged. Samples are identified by their
 bytes (x and y): deleting a sample deletes one inserted copy of it.
+
+The deletion mechanisms and what each certifies are described in
+:mod:`mpjax.unlearning.core`: ``exact`` publishes the exact minimiser of the ridge
+objective over the rows left (no noise, no budget); ``polish`` publishes a model
+certified within ``Settings.polish_delta`` of it plus Gaussian noise fixed by the
+configuration; ``seed`` is the original removal step plus noise. For the exactness
+claims, enable float64 (``jax.config.update("jax_enable_x64", True)``) before creating
+the instance; the rows are then kept as the float32 values given.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax import unlearning as ul
+from mpjax.privacy import odometer as odo
 
 __all__ = ["MemoryPair"]
 
@@ -35,12 +44,14 @@ class MemoryPair:
         regression output (``y`` is a float).
       max_points: capacity of the membership table (rows that can be inserted).
       seed: integer seed (deletion noise).
-      settings: :class:`mpjax.unlearning.Settings` (privacy budget, gammas, accountant).
+      mechanism: "exact", "polish" or "seed" (overrides ``settings.mechanism``; default: exact
+        for squared loss, polish for logistic).
+      settings: :class:`mpjax.unlearning.Settings` (privacy budget, gammas, accountant, polish).
       **hyper: Memory-Pair hyper-parameters (memory_size, learning_rate, l2, clip_norm, ...).
     """
 
     def __init__(self, dim: int, num_classes: int | None = None, *, max_points: int = 100_000, seed: int = 42,
-                 settings: ul.Settings | None = None, **hyper):
+                 mechanism: str | None = None, settings: ul.Settings | None = None, **hyper):
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if num_classes is not None and num_classes < 2:
@@ -49,7 +60,10 @@ class MemoryPair:
         self.num_classes = num_classes
         self._k = num_classes or 1
         self.max_points = int(max_points)
-        self._u = ul.make(self._k, settings or ul.Settings(), **hyper)
+        settings = settings or ul.Settings()
+        if mechanism is not None:
+            settings = settings._replace(mechanism=mechanism)
+        self._u = ul.make(self._k, settings, **hyper)
         self._state = self._u.init(self.dim, self.max_points, jax.random.key(seed))
         self._apply = jax.jit(self._u.apply)
         self._finalize = jax.jit(self._u.finalize)
@@ -90,9 +104,17 @@ class MemoryPair:
         return event
 
     def _budget_hint(self, reason):
+        if reason == ul.BUDGET and int(self._state.odometer.status) == odo.STATUS_REGRET:
+            return (" (the polish regret condition R_ins + T charge <= gamma_priv T fails at the configured noise, "
+                    "so no deletion is admitted; raise gamma_priv or the horizon, or use mechanism='exact')")
         if reason == ul.BUDGET:
             return (f" (capacity m = {int(self._state.odometer.m)} used up; retrain from scratch "
                     "to delete more)")
+        if reason == ul.NOT_CERTIFIED:
+            s = self._u.settings
+            return (f" (no certified model within polish_delta = {s.polish_delta:g} after polish_passes = "
+                    f"{s.polish_passes} passes; the model is unchanged: raise polish_passes or polish_delta, and use "
+                    "float64 for small polish_delta)")
         if reason == ul.WRONG_PHASE and self.phase == "CALIBRATION":
             return " (call finalize_calibration() first)"
         if reason == ul.WRONG_PHASE and self.phase == "LEARNING":
@@ -126,7 +148,7 @@ class MemoryPair:
         return self._add(ul.OP_INSERT, x, y)
 
     def delete(self, x, y) -> float:
-        """Certified deletion of an inserted sample; returns the norm of the added noise."""
+        """Certified deletion of an inserted sample; returns the norm of the added noise (0 for exact)."""
         x, yv = self._xy(x, y)
         rows = self._ids.get(self._key(x, yv))
         if not rows:
@@ -156,6 +178,10 @@ class MemoryPair:
         return int(self._state.phase) == ul.INTERLEAVING
 
     @property
+    def mechanism(self) -> str:
+        return self._u.settings.mechanism
+
+    @property
     def ready_to_delete(self) -> bool:
         odo = self._state.odometer
         return self.ready_to_predict and int(odo.used) < int(odo.m)
@@ -175,9 +201,10 @@ class MemoryPair:
     @property
     def calibration(self) -> dict:
         c, o = self._state.calibration, self._state.odometer
-        return {"G": float(c.G), "D": float(c.D), "c": float(c.c), "C": float(c.C), "N_star": int(c.N_star),
-                "m": int(o.m), "sigma": float(o.sigma), "eps_step": float(o.eps_step),
-                "delta_step": float(o.delta_step), "eps_spent": float(o.eps_spent), "deletions_used": int(o.used)}
+        return {"mechanism": self.mechanism, "G": float(c.G), "D": float(c.D), "c": float(c.c), "C": float(c.C),
+                "N_star": int(c.N_star), "m": None if self.mechanism == "exact" else int(o.m),
+                "sigma": float(o.sigma), "eps_step": float(o.eps_step), "delta_step": float(o.delta_step),
+                "eps_spent": float(o.eps_spent), "deletions_used": int(o.used)}
 
     @property
     def state(self) -> ul.UnlearningState:

@@ -1,4 +1,4 @@
-"""The deletion-capacity experiment end to end on a tiny hand-made data set (no network)."""
+"""The certified-deletion experiment end to end on a small simulated data set (no network)."""
 
 import json
 import os
@@ -11,163 +11,144 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from tqdm import tqdm
 
 from configs.deletion_capacity import get_config
 from experiments import common
 from experiments import deletion_capacity as exp
 from mpjax import unlearning as ul
-from mpjax.data import Dataset
-from mpjax.privacy import odometer as odo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-K = 3
-COLUMNS = ["event", "op", "regret", "acc", "eps_spent", "capacity_remaining", "dist_to_retrain", "dist_to_replay"]
+NAME = "deletion_covtype_uniform_zcdp"
 
 
-def _data(n=700, d=5):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, K, n)
-    raw = rng.normal(size=(n, d)) + np.eye(K, d)[labels] * 2
-    x = np.concatenate([raw, np.ones((n, 1))], axis=1)
-    x /= np.linalg.norm(x, axis=1).max()
-    return Dataset(name="covtype", x=x.astype(np.float32), y=np.eye(K, dtype=np.float32)[labels],
-                   labels=labels.astype(np.int32), num_classes=K, raw=raw.astype(np.float32), image_shape=None,
-                   provenance="simulated", source="test fixture")
-
-
-def _cfg(**privacy):
+def _cfg(**over):
     cfg = get_config()
     cfg.num_seeds = 2
-    cfg.n_calibration = 60
-    cfg.learn_cap = 200
-    cfg.n_interleave = 220  # uniform 10:1 -> 200 inserts, 20 delete requests
-    cfg.replay_checkpoints = 3
+    cfg.max_rows = 3000
+    cfg.n_test = 300
+    cfg.n_calibration = 150
+    cfg.n_learn = 250
+    cfg.n_interleave = 110  # uniform 10:1 -> 10 delete requests
+    cfg.chunk = 100
+    cfg.eval_every = 25
+    cfg.injection.rows = 8
+    cfg.injection.inserts_between = 4
     cfg.privacy.min_points = 8
     cfg.privacy.gamma_learn = 2.0
-    cfg.privacy.gamma_priv = 0.05  # tight: fewer deletions admitted than requested
-    cfg.capacity.eps_points = 9
-    for k, v in privacy.items():
-        cfg.privacy[k] = v
+    cfg.audit.trials = 2000
+    for k, v in over.items():
+        cfg[k] = v
     return cfg
 
 
-def _run(cfg, data, workdir, schedules=("uniform",), accs=("zcdp",)):
-    with tqdm(disable=True) as bar:
-        return exp.run_dataset(cfg, data, list(schedules), list(accs), pathlib.Path(workdir), bar)
+def _run(cfg, workdir):
+    with jax.enable_x64(True), common.single_threaded_blas():
+        return exp.run_config(cfg, pathlib.Path(workdir))
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    data, cfg = _data(), _cfg()
+    cfg = _cfg()
     workdir = tmp_path_factory.mktemp("deletion")
-    rows, cap = _run(cfg, data, workdir)
-    prep = exp.prepare(cfg, data)
-    res = exp.run_cell(cfg, prep, "uniform", "zcdp")
-    return cfg, data, workdir, rows, cap, res
+    return cfg, workdir, _run(cfg, workdir)
 
 
-def test_csv_has_the_required_columns_and_sane_values(small):
-    cfg, _, workdir, _, _, _ = small
-    frame = pd.read_csv(workdir / "deletion_covtype_uniform_zcdp.csv")
-    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
-    assert frame["event"].is_monotonic_increasing
-    assert (np.diff(frame["eps_spent"]) >= -1e-9).all()
-    # Capacity is 0 until the odometer is fixed at the end of calibration, then only goes down.
-    after = frame[frame["event"] >= cfg.n_calibration]["capacity_remaining"]
-    assert (np.diff(after) <= 1e-9).all() and (frame["capacity_remaining"] >= 0).all() and after.iloc[0] >= 1
-    for col in ("regret", "acc", "eps_spent", "capacity_remaining", "dist_to_retrain"):
-        assert np.isfinite(frame[col]).all(), col
-    assert np.isfinite(frame["dist_to_replay"]).sum() >= 1  # at the checkpoints, NaN elsewhere
-    assert set(frame["op"]) <= {"calibrate", "insert", "delete"}
+def test_every_mechanism_deletes_as_certified_against_an_independent_retrain(small):
+    cfg, workdir, out = small
+    frame = pd.read_csv(workdir / f"{NAME}_deletions.csv")
+    lam, delta = cfg.learner.l2, cfg.privacy.polish_delta
+    exact, polish, seed = (frame[(frame.mechanism == m) & frame.applied] for m in ("exact", "polish", "seed"))
+    assert len(exact) == len(polish) == 2 * 10  # every request applied, both seeds
+    assert (exact.dist_to_retrain <= 1e-9).all() and (exact.bound >= exact.dist_to_retrain).all()
+    assert (polish.dist_to_retrain <= polish.bound).all() and (polish.bound <= delta).all()
+    assert (exact.violation == 0).all() and (polish.violation == 0).all()
+    assert len(seed) < 2 * 10  # the seed mechanism's budget runs out
+    refused = frame[(frame.mechanism == "seed") & ~frame.applied]
+    assert (refused.reason == ul.REASONS[ul.BUDGET]).all()
+    # Independent reference: replay the event log, solve the normal equations in NumPy float64, compare.
+    plan, res = out["plan"], out["results"]["polish"]["res"]
+    xs, ys, rows = np.asarray(plan.xs), np.asarray(plan.ys), np.asarray(plan.rows)
+    present = set()
+    requests = 0
+    for stage in ("calibrate", "learn", "interleave"):
+        ops, pos = plan.stages[stage][0], plan.stages[stage][1][1]
+        for op, p, ok in zip(ops, pos, np.asarray(res["outs"][stage].applied[1])):
+            if op == ul.OP_DELETE:
+                present.discard(int(p)) if ok else None
+                requests += 1
+            elif ok:
+                present.add(int(p))
+    keep = rows[1, sorted(present)]
+    x, y = xs[keep], ys[keep]
+    w_star = np.linalg.solve(x.T @ x + len(keep) * lam * np.eye(x.shape[1]), x.T @ y).T
+    last = polish[polish.seed == 1].iloc[-1]
+    np.testing.assert_allclose(np.linalg.norm(res["cert"][1, requests - 1] - w_star), last.dist_to_retrain,
+                               rtol=1e-6, atol=1e-13)
 
 
-def test_admitted_deletions_never_exceed_capacity_and_extra_requests_are_refused(small):
-    _, _, _, _, _, res = small
-    out, ops = res["out"], res["ops"]
-    m = np.asarray(res["odometer"].m)
-    is_del = ops == ul.OP_DELETE
-    for s in range(len(m)):
-        admitted = int(np.sum(np.asarray(out.applied)[s, is_del]))
-        requested = int(is_del.sum())
-        assert admitted <= m[s]
-        if requested > m[s]:
-            assert admitted == m[s]
-            refused = np.asarray(out.reason)[s, is_del & ~np.asarray(out.applied)[s]]
-            assert (refused == ul.BUDGET).any()
+def test_sigma_is_fixed_and_the_model_survives(small):
+    cfg, workdir, _ = small
+    meta = json.loads((workdir / f"{NAME}.json").read_text())
+    pol, ex, sd = (meta["mechanisms"][m] for m in ("polish", "exact", "seed"))
+    check = pol["sigma_check"]
+    assert check["constant_over_deletes_and_seeds"] and check["constant_over_probe_rows"]
+    assert len(check["sigma_values_over_applied_deletes"]) == 1 and check["sigma_values_over_applied_deletes"][0] > 0
+    assert ex["theory"]["sigma"] == [0.0, 0.0] and ex["theory"]["eps_spent_final"] == [0.0, 0.0]
+    for m in (pol, ex):
+        assert abs(m["test_acc_loss_vs_no_deletions_points"]) < 5.0
+    assert sd["test_acc_loss_vs_no_deletions_points"] > 20.0  # the seed mechanism's noise destroys the model
 
 
-def test_exact_reference_equals_numpy_ridge_on_the_rows_present(small):
-    """RidgeRef at the checkpoints equals a float64 NumPy ridge solve on the rows still present."""
-    cfg, data, _, _, _, res = small
-    out, ops, rows = res["out"], res["ops"], res["row"]
-    applied = np.asarray(out.applied)
-    for s in range(cfg.num_seeds):
-        for ci, g in enumerate(res["checkpoints"]):
-            present = []
-            for e in range(g + 1):
-                if not applied[s, e]:
-                    continue
-                if ops[e] == ul.OP_DELETE:
-                    present.remove(rows[s, e])
-                else:
-                    present.append(rows[s, e])
-            xs = data.x[present].astype(np.float64)
-            ys = data.y[present].astype(np.float64)
-            w = np.linalg.solve(cfg.lam * np.eye(xs.shape[1]) + xs.T @ xs, xs.T @ ys)
-            got = np.asarray(res["w_ridge_ckpt"][s, ci])
-            got = got.T if got.shape != w.shape else got
-            np.testing.assert_allclose(got, w, rtol=2e-3, atol=2e-4)
-            # dist_to_retrain at that event is the relative distance of the model to this solution.
-            w_mp = np.asarray(res["w_mp_ckpt"][s, ci])
-            w_mp = w_mp if w_mp.shape == w.T.shape else w_mp.T
-            expect = np.linalg.norm(w_mp - w.T) / np.linalg.norm(w)
-            np.testing.assert_allclose(float(np.asarray(out.dist_to_retrain)[s, g]), expect, rtol=5e-3)
+def test_feature_injection_and_audit(small):
+    _, workdir, _ = small
+    meta = json.loads((workdir / f"{NAME}.json").read_text())
+    inj = {m: meta["mechanisms"][m]["feature_injection"] for m in ("exact", "polish", "seed")}
+    for m in inj.values():
+        assert min(m["weight_before_deletes"]) > 1e-3  # the feature was learned
+    assert max(inj["exact"]["weight_after_certified"]) < 1e-12
+    assert max(inj["polish"]["weight_after_certified"]) <= meta["config"]["privacy"]["polish_delta"]
+    assert inj["exact"]["retrain_weight_seed0"] == 0.0
+    audit = meta["mechanisms"]["polish"]["distinguishing_audit"]
+    lo, hi = audit["tpr_ci95"]
+    assert lo <= audit["tpr_certified"] + 0.01 and audit["tpr"] <= 0.05
+    assert meta["mechanisms"]["exact"]["distinguishing_audit"] is None
 
 
-def test_json_has_theory_beside_empirics(small):
-    _, _, workdir, _, _, _ = small
-    meta = json.loads((workdir / "deletion_covtype_uniform_zcdp.json").read_text())
-    text = json.dumps(meta)
-    for field in ("N_star", "sigma", "eps_step", "delta_step", '"G"', '"D"', '"c"', '"C"', "config_hash",
-                  "data_provenance", "git_commit", "deletions_refused"):
-        assert field in text, field
-    assert meta["data_provenance"] == "simulated"
-
-
-def test_plots_are_real_images(small):
-    _, _, workdir, _, _, _ = small
-    for name in ("deletion_covtype_uniform_zcdp.png", "deletion_capacity_covtype.png"):
-        img = matplotlib.image.imread(workdir / name)
+def test_outputs_columns_metadata_and_plots(small):
+    _, workdir, _ = small
+    frame = pd.read_csv(workdir / f"{NAME}.csv")
+    assert list(frame.columns) == list(exp.EVENT_COLUMNS)
+    assert set(frame.mechanism) == {"exact", "polish", "seed", "none"}
+    assert set(frame.op) <= {"calibrate", "insert", "delete", "noop"}
+    cap = pd.read_csv(workdir / f"{NAME}_capacity.csv")
+    polish = [c for c in cap.columns if c.startswith("m_polish_delta_")]
+    assert len(polish) == 3 and (np.diff(cap[polish + ["m_seed"]], axis=0) >= 0).all()
+    # A looser certificate means more noise per release: never more capacity.
+    assert (cap[polish].diff(axis=1).iloc[:, 1:] <= 0).all().all()
+    meta = json.loads((workdir / f"{NAME}.json").read_text())
+    for field in ("data_provenance", "config_hash", "git_commit", "objective", "summary", "capacity_curve"):
+        assert field in meta, field
+    assert meta["data_provenance"] == "simulated" and meta["float64"]
+    for suffix in ("capacity", "distance", "accuracy"):
+        img = matplotlib.image.imread(workdir / f"{NAME}_{suffix}.png")
         assert img.ndim == 3 and img.shape[0] > 200 and img[..., :3].std() > 0.01
 
 
-def test_capacity_curve_is_monotone_and_equals_single_finalize_calls(small):
-    cfg, data, workdir, _, cap, res = small
-    frame = pd.read_csv(workdir / "deletion_capacity_covtype.csv")
-    for a in ("basic", "zcdp", "rdp", "exact"):
-        assert (np.diff(frame[f"m_{a}"]) >= 0).all(), a
-    calibration = exp.calibration_from_constants(cap["constants"])
-    dim = int(data.x.shape[1] * data.num_classes)
-    for eps in frame["eps"].iloc[[0, 4, 8]]:
-        one = odo.finalize(calibration, float(cfg.T), float(cfg.privacy.gamma_priv), float(np.float32(eps)),
-                           float(cfg.privacy.delta_total), float(cfg.learner.l2), float(cfg.privacy.delta_B),
-                           accountant="zcdp", dim=dim, max_deletions=int(cfg.privacy.max_deletions))
-        assert int(one.m) == int(frame.loc[frame["eps"] == eps, "m_zcdp"].iloc[0])
-
-
-def test_rerun_reproduces_csv_and_other_configs_are_not_overwritten(small, tmp_path):
-    cfg, data, workdir, _, _, _ = small
-    _run(cfg, data, tmp_path)
-    name = "deletion_covtype_uniform_zcdp.csv"
-    assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes()
+def test_rerun_reproduces_and_other_configs_are_not_overwritten(tmp_path):
+    cfg = _cfg(mechanism="exact")
+    _run(cfg, tmp_path / "a")
+    _run(cfg, tmp_path / "b")
+    for suffix in (".csv", "_deletions.csv"):
+        a, b = (tmp_path / w / f"{NAME}_exact{suffix}" for w in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes()
+    other = _cfg(mechanism="exact", n_learn=260)
     with pytest.raises(common.ResultsExistError, match="--overwrite"):
-        _run(_cfg(gamma_priv=0.5), data, tmp_path)
+        _run(other, tmp_path / "a")
 
 
-def test_unknown_schedule_gets_a_clear_error():
+def test_unknown_mechanism_gets_a_clear_error():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-m", "experiments.deletion_capacity", "--schedule=storm"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "experiments.deletion_capacity", "--mechanism=forget"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
-    assert "uniform" in out.stderr and "burst" in out.stderr and "trickle" in out.stderr
+    assert "exact" in out.stderr and "polish" in out.stderr and "seed" in out.stderr

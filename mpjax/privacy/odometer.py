@@ -1,5 +1,16 @@
 """Privacy odometer: deletion capacity under a regret budget, and per-deletion spending.
 
+One odometer per deletion mechanism (:mod:`mpjax.unlearning`):
+
+* ``exact``: :func:`exact_state`, no noise and no budget (the output equals the retrain).
+* ``polish``: :func:`finalize_polish`, noise ``sigma = z(m, eps, delta) Delta`` fixed by
+  the configuration before any data, the accountant composing the ``m`` releases and a
+  regret condition charged per prediction (:func:`polish_charge`); :func:`polish_capacity`
+  gives the largest ``m`` that condition admits (the capacity curve).
+* ``seed``: :func:`finalize`, the original regret-budget search, described below.
+
+:func:`spend` is shared: it counts deletions and composes epsilon.
+
 :func:`finalize` solves, once, for the deletion capacity ``m``: the largest
 ``m >= 1`` with
 
@@ -86,6 +97,12 @@ __all__ = [
     "STATUS_OK",
     "STATUS_CAPACITY_ONE",
     "STATUS_AT_MAX",
+    "STATUS_EXACT",
+    "STATUS_REGRET",
+    "polish_charge",
+    "finalize_polish",
+    "polish_capacity",
+    "exact_state",
     "insert_regret",
     "deletion_regret",
     "finalize",
@@ -95,6 +112,9 @@ __all__ = [
 STATUS_OK = 0
 STATUS_CAPACITY_ONE = 1  # no m >= 1 fits the budget; m forced to 1, the next delete forces retrain
 STATUS_AT_MAX = 2  # the search hit min(max_deletions, T); the true capacity may be larger
+STATUS_EXACT = 3  # exact mechanism: no noise, no budget
+STATUS_REGRET = 4  # polish: the regret condition fails at the configured noise; m = 0
+_INT32_MAX = 2**31 - 1
 
 
 class OdometerState(NamedTuple):
@@ -214,28 +234,13 @@ def finalize(
         z = acc.noise_multiplier(accountant, m, eps_total, delta_total)
         return r_ins + deletion_regret(m, z, G, lam, dim, delta_B) <= budget
 
-    # Largest m in [0, m_hi] with fits(m) (fits(0) by convention); fits is monotone.
-    m_hi = jnp.minimum(jnp.floor(T_f), float(max_deletions)).astype(jnp.int32)
-
-    def search(_, bracket):
-        lo, hi = bracket
-        active = lo < hi
-        mid = (lo + hi + 1) // 2
-        ok = fits(jnp.maximum(mid, 1))
-        return jnp.where(active & ok, mid, lo), jnp.where(active & ~ok, mid - 1, hi)
-
-    n_iter = int(max_deletions).bit_length() + 1
-    found, _ = lax.fori_loop(0, n_iter, search, (jnp.zeros((), jnp.int32), m_hi))
+    found, m_hi = _largest_fitting(fits, T_f, max_deletions)
     status = jnp.where(found == 0, STATUS_CAPACITY_ONE, jnp.where(found >= m_hi, STATUS_AT_MAX, STATUS_OK))
     m = jnp.maximum(found, 1)
 
     z = acc.noise_multiplier(accountant, m, eps_total, delta_total)
     sens = G / lam
-    mf = m.astype(dtype)
-    if accountant == "basic":
-        eps_step, delta_step = eps_total / mf, delta_total / mf
-    else:
-        eps_step, delta_step = acc.epsilon(accountant, 1, z, delta_total), delta_total
+    eps_step, delta_step = _step_guarantee(accountant, m, z, eps_total, delta_total)
     zero = jnp.zeros((), dtype)
     return OdometerState(
         m=m,
@@ -256,6 +261,172 @@ def finalize(
     )
 
 
+def _largest_fitting(fits, T_f, max_deletions: int):
+    """``(largest m in [0, m_hi] with fits(m), m_hi)``, ``m_hi = min(T, max_deletions)``; fits is monotone.
+
+    A fixed-length binary search (``fits(0)`` holds by convention), so it jits and vmaps.
+    """
+    m_hi = jnp.minimum(jnp.floor(T_f), float(max_deletions)).astype(jnp.int32)
+
+    def search(_, bracket):
+        lo, hi = bracket
+        active = lo < hi
+        mid = (lo + hi + 1) // 2
+        ok = fits(jnp.maximum(mid, 1))
+        return jnp.where(active & ok, mid, lo), jnp.where(active & ~ok, mid - 1, hi)
+
+    n_iter = int(max_deletions).bit_length() + 1
+    found, _ = lax.fori_loop(0, n_iter, search, (jnp.zeros((), jnp.int32), m_hi))
+    return found, m_hi
+
+
+def _step_guarantee(accountant: str, m, z, eps_total, delta_total):
+    """``(eps_step, delta_step)``: the guarantee of one deletion alone (module docstring, Spending)."""
+    mf = jnp.maximum(m, 1).astype(z.dtype)
+    if accountant == "basic":
+        return eps_total / mf, delta_total / mf
+    return acc.epsilon(accountant, 1, z, delta_total), delta_total
+
+
+def polish_charge(noise_multiplier, delta_cert, lam, num_outputs: int, loss: str = "squared") -> jax.Array:
+    """Expected excess loss of one prediction with a polished release over the exact minimiser (f[]).
+
+    A ``polish`` release is ``W~ + sigma Xi`` with ``|W~ - W*|_F <= Delta``, ``sigma = z Delta``,
+    ``Xi ~ N(0, I_{K x d})``. With ``|x| <= 1`` and one-hot ``y``:
+
+    * squared loss: ``F(W*) <= F(0)`` gives ``|W*|_F <= 1 / sqrt(lambda)``, so the loss
+      gradient at ``W*`` is at most ``G_b = 1 + 1 / sqrt(lambda)`` (data-independent), and
+      ``E l(W~ + sigma Xi) - l(W*) <= G_b Delta + 1/2 (Delta^2 + K sigma^2)`` (the noise is
+      zero-mean; its quadratic term is ``1/2 E|sigma Xi x|^2 = 1/2 K sigma^2 |x|^2``);
+    * logistic loss (per output 1-Lipschitz in the margin, 1/4-smooth): ``G_b = sqrt(K)``
+      and the quadratic term is ``1/8 (Delta^2 + K sigma^2)``.
+    """
+    if loss not in ("squared", "logistic"):
+        raise ValueError(f"unknown loss {loss!r}; valid: squared, logistic")
+    dtype = jnp.result_type(float)
+    z, dc, lam = (jnp.asarray(v, dtype) for v in (noise_multiplier, delta_cert, lam))
+    if loss == "squared":
+        g_b, curv = 1.0 + 1.0 / jnp.sqrt(lam), 0.5
+    else:
+        g_b, curv = jnp.sqrt(float(num_outputs)), 0.125
+    return g_b * dc + curv * (dc * dc + num_outputs * (z * dc) ** 2)
+
+
+def _polish_condition(calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert, num_outputs, loss,
+                      accountant):
+    """``fits(m) -> (holds, z, R_ins, R_del)`` of the polish regret condition, arguments as floats."""
+    dtype = jnp.result_type(float)
+    T_f, gamma_priv, eps_total, delta_total, lam, delta_cert = (
+        jnp.asarray(v, dtype) for v in (T, gamma_priv, eps_total, delta_total, lam, delta_cert))
+    r_ins = insert_regret(calibration.G, calibration.D, calibration.kappa, T_f)
+
+    def fits(m):
+        z = acc.noise_multiplier(accountant, m, eps_total, delta_total)
+        r_del = T_f * polish_charge(z, delta_cert, lam, num_outputs, loss)
+        return r_ins + r_del <= gamma_priv * T_f, z, r_ins, r_del
+
+    return fits, T_f, eps_total, delta_total, delta_cert
+
+
+def finalize_polish(
+    calibration: cal.Calibration,
+    T: jax.Array | int,
+    gamma_priv: jax.Array | float,
+    eps_total: jax.Array | float,
+    delta_total: jax.Array | float,
+    lam: jax.Array | float,
+    delta_cert: jax.Array | float,
+    *,
+    capacity: int,
+    num_outputs: int,
+    accountant: str = "zcdp",
+    loss: str = "squared",
+) -> OdometerState:
+    """The odometer of the ``polish`` mechanism: noise fixed by the configuration, regret checked.
+
+    The noise multiplier ``z = z(capacity, eps_total, delta_total)`` of the accountant and
+    ``sigma = z Delta`` depend on the configuration only (never on data): ``capacity``
+    releases at that ``z`` compose to ``(eps_total, delta_total)``. The regret condition,
+    charged at every one of the ``T`` predictions (at most one polished displacement is in
+    force at a time: each deletion re-polishes against the exact minimiser),
+
+        R_ins + T polish_charge(z, Delta) <= gamma_priv T,
+
+    decides whether any deletion is admitted: ``m = capacity`` if it holds, else ``m = 0``
+    and ``status = STATUS_REGRET`` (every deletion is refused). ``R_ins = G D kappa sqrt(T)``
+    from ``calibration`` (the caller chooses which ``G``), as for the ``seed`` mechanism.
+
+    Args:
+      calibration: the calibration constants.
+      T: horizon (predictions the condition is charged over).
+      gamma_priv: target average regret with deletions.
+      eps_total, delta_total: total budget of all ``capacity`` releases.
+      lam: ridge strength lambda.
+      delta_cert: ``Delta``, the certified distance of every polished model to the minimiser.
+      capacity: static, the number of deletions the configuration provisions (``m``).
+      num_outputs: static K.
+      accountant: static, one of ``accountants.ACCOUNTANTS``.
+      loss: static, "squared" or "logistic" (:func:`polish_charge`).
+
+    Returns:
+      An :class:`OdometerState` with ``used = 0``.
+    """
+    acc_id = acc.accountant_index(accountant)
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    condition, T_f, eps_total, delta_total, delta_cert = _polish_condition(
+        calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert, num_outputs, loss, accountant)
+    dtype = T_f.dtype
+    fits, z, r_ins, r_del = condition(capacity)
+    m = jnp.where(fits, capacity, 0).astype(jnp.int32)
+    eps_step, delta_step = _step_guarantee(accountant, jnp.asarray(capacity), z, eps_total, delta_total)
+    zero = jnp.zeros((), dtype)
+    return OdometerState(
+        m=m, used=jnp.zeros((), jnp.int32), eps_spent=zero, delta_spent=zero, sigma=z * delta_cert,
+        noise_multiplier=z, sensitivity=delta_cert, eps_step=eps_step, delta_step=delta_step,
+        eps_total=eps_total, delta_total=delta_total, regret_insert=r_ins, regret_delete=r_del,
+        accountant=jnp.asarray(acc_id, jnp.int32),
+        status=jnp.where(fits, STATUS_OK, STATUS_REGRET).astype(jnp.int32),
+    )
+
+
+def polish_capacity(
+    calibration: cal.Calibration,
+    T: jax.Array | int,
+    gamma_priv: jax.Array | float,
+    eps_total: jax.Array | float,
+    delta_total: jax.Array | float,
+    lam: jax.Array | float,
+    delta_cert: jax.Array | float,
+    *,
+    num_outputs: int,
+    accountant: str = "zcdp",
+    loss: str = "squared",
+    max_deletions: int = 2**20,
+) -> jax.Array:
+    """The largest ``capacity`` (<= min(T, max_deletions)) that :func:`finalize_polish` would admit (i32[]).
+
+    ``z(m)`` grows with ``m``, so the condition is monotone and a binary search finds it; 0
+    when not even one release fits. This is the capacity-vs-epsilon curve of ``polish``.
+    """
+    acc.accountant_index(accountant)
+    condition, T_f, *_ = _polish_condition(calibration, T, gamma_priv, eps_total, delta_total, lam, delta_cert,
+                                           num_outputs, loss, accountant)
+    found, _ = _largest_fitting(lambda m: condition(m)[0], T_f, max_deletions)
+    return found
+
+
+def exact_state(dtype=None) -> OdometerState:
+    """The odometer of the ``exact`` mechanism: no noise, no budget (``m`` = int32 max, ``eps`` stays 0)."""
+    dtype = dtype or jnp.result_type(float)
+    z = jnp.zeros((), dtype)
+    return OdometerState(
+        m=jnp.asarray(_INT32_MAX, jnp.int32), used=jnp.zeros((), jnp.int32), eps_spent=z, delta_spent=z, sigma=z,
+        noise_multiplier=z, sensitivity=z, eps_step=z, delta_step=z, eps_total=z, delta_total=z, regret_insert=z,
+        regret_delete=z, accountant=jnp.zeros((), jnp.int32), status=jnp.asarray(STATUS_EXACT, jnp.int32),
+    )
+
+
 def spend(state: OdometerState) -> tuple[OdometerState, jax.Array]:
     """Spends one deletion if capacity remains.
 
@@ -270,6 +441,8 @@ def spend(state: OdometerState) -> tuple[OdometerState, jax.Array]:
     eps_k, delta_k = _composed(
         state.accountant, k, state.noise_multiplier, state.eps_step, state.delta_step, state.delta_total
     )
+    exact = state.status == STATUS_EXACT  # no release carries noise: nothing is spent
+    eps_k, delta_k = jnp.where(exact, 0.0, eps_k), jnp.where(exact, 0.0, delta_k)
     new = OdometerState(
         m=state.m,
         used=k,

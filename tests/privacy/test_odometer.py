@@ -214,3 +214,84 @@ def test_bad_arguments():
         odo.finalize(cal.init(DIM), T, 1.0, EPS, DELTA, 0.1, DELTA_B)
     with pytest.raises(TypeError):
         odo.finalize({"G": 1.0}, T, 1.0, EPS, DELTA, 0.1, DELTA_B, dim=DIM)
+
+
+# ---- polish and exact mechanisms ---------------------------------------------------------
+
+_finalize_polish = jax.jit(odo.finalize_polish, static_argnames=("capacity", "num_outputs", "accountant", "loss"))
+K_OUT, DELTA_CERT = 7, 1e-5
+
+
+def _charge_ref(z, lam=0.1, k=K_OUT, dc=DELTA_CERT):
+    return (1 + 1 / math.sqrt(lam)) * dc + 0.5 * (dc * dc + k * (z * dc) ** 2)
+
+
+@pytest.mark.parametrize("accountant", acc.ACCOUNTANTS)
+def test_polish_noise_comes_from_the_configuration_only(accountant):
+    m = 100
+    states = [_finalize_polish(_calibration(G=g, D=dd), T, 1.0, EPS, DELTA, 0.1, DELTA_CERT, capacity=m,
+                               num_outputs=K_OUT, accountant=accountant) for g, dd in ((1.0, 1.0), (0.3, 2.5))]
+    z = _z_ref(accountant, m)
+    for st in states:  # different calibrations (data), the same noise
+        assert int(st.m) == m and int(st.status) == odo.STATUS_OK
+        np.testing.assert_allclose(float(st.noise_multiplier), z, rtol=1e-4)
+        np.testing.assert_allclose(float(st.sigma), z * DELTA_CERT, rtol=1e-4)
+        np.testing.assert_allclose(float(st.regret_delete), T * _charge_ref(z), rtol=1e-4)
+    assert float(states[0].sigma) == float(states[1].sigma)
+    # m releases at z compose to the budget, no more; the (m+1)-th is refused.
+    final, (allowed, eps) = jax.lax.scan(lambda s, _: (lambda r: (r[0], (r[1], r[0].eps_spent)))(odo.spend(s)),
+                                         states[0], None, length=m + 1)
+    assert bool(np.all(np.asarray(allowed)[:m])) and not bool(np.asarray(allowed)[m])
+    assert float(np.asarray(eps)[m - 1]) <= EPS * (1 + 5e-5) and int(final.used) == m
+
+
+def test_polish_regret_condition_failure_admits_no_deletion():
+    st = _finalize_polish(_calibration(), T, 1e-3, EPS, DELTA, 0.1, DELTA_CERT, capacity=100, num_outputs=K_OUT)
+    assert int(st.m) == 0 and int(st.status) == odo.STATUS_REGRET
+    _, ok = _spend(st)
+    assert not bool(ok)
+    with pytest.raises(ValueError, match="capacity"):
+        odo.finalize_polish(_calibration(), T, 1.0, EPS, DELTA, 0.1, DELTA_CERT, capacity=0, num_outputs=K_OUT)
+
+
+def test_polish_charge_bounds_the_expected_excess_loss():
+    """Monte Carlo: E l(W~ + sigma Xi) - l(W*) <= polish_charge, at the worst admissible W*, x and W~."""
+    lam, k, d, dc, z = 0.1, 3, 4, 0.05, 2.0
+    sigma = z * dc
+    rng = np.random.default_rng(0)
+    charge = float(odo.polish_charge(z, dc, lam, k))
+    np.testing.assert_allclose(charge, _charge_ref(z, lam, k, dc), rtol=1e-6)
+    for _ in range(5):
+        w_star = rng.normal(size=(k, d))
+        w_star *= (1 / math.sqrt(lam)) / np.linalg.norm(w_star)  # the largest |W*| the argument allows
+        x = rng.normal(size=d)
+        x /= np.linalg.norm(x)
+        y = np.eye(k)[rng.integers(k)]
+        g = np.outer(w_star @ x - y, x)  # the loss gradient at W*: W~ displaced along it (the worst direction)
+        w_tilde = w_star + dc * g / np.linalg.norm(g)
+        xi = rng.standard_normal((200_000, k, d))
+        excess = 0.5 * np.sum(((w_tilde + sigma * xi) @ x - y) ** 2, axis=1) - 0.5 * np.sum((w_star @ x - y) ** 2)
+        assert excess.mean() <= charge + 4 * excess.std() / math.sqrt(excess.size), (excess.mean(), charge)
+
+
+def test_polish_capacity_is_the_boundary_of_the_regret_condition():
+    calib = _calibration()
+    eps = jnp.asarray([0.3, 1.0, 3.0])
+    caps = jax.jit(jax.vmap(lambda e: odo.polish_capacity(calib, T, 0.5, e, DELTA, 0.1, 1e-3, num_outputs=K_OUT,
+                                                          max_deletions=2**20)))(eps)
+    caps = np.asarray(caps)
+    assert np.all(np.diff(caps) >= 0) and caps[0] >= 1
+    for e, m in zip(np.asarray(eps), caps):
+        if m < T:
+            fit = _finalize_polish(calib, T, 0.5, float(e), DELTA, 0.1, 1e-3, capacity=int(m), num_outputs=K_OUT)
+            over = _finalize_polish(calib, T, 0.5, float(e), DELTA, 0.1, 1e-3, capacity=int(m) + 1,
+                                    num_outputs=K_OUT)
+            assert int(fit.m) == m and int(over.m) == 0
+
+
+def test_exact_odometer_never_spends():
+    st0 = odo.exact_state()
+    final, (allowed, eps) = jax.jit(lambda s: jax.lax.scan(
+        lambda s, _: (lambda r: (r[0], (r[1], r[0].eps_spent)))(odo.spend(s)), s, None, length=500))(st0)
+    assert bool(np.all(np.asarray(allowed))) and not np.asarray(eps).any()
+    assert int(final.used) == 500 and int(final.status) == odo.STATUS_EXACT and float(final.sigma) == 0.0
