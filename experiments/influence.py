@@ -679,13 +679,13 @@ def run(cfg) -> pathlib.Path:
     if cfg.action == "lds" and old is None:
         raise ValueError(f"run {run_id!r} has no scores; run --action=magic (or --action=full) with "
                          f"--run_id={run_id} first")
+    t0 = time.perf_counter()
+    with common.Stopwatch() as load_sw:
+        p = Problem(cfg)  # data and precision checks before anything is written
     path.mkdir(parents=True, exist_ok=True)
     update_registry(cfg.root, run_id, action=cfg.action, config_hash=rhash, status="running",
                     learner=cfg.learner, dataset=cfg.dataset)
-    t0 = time.perf_counter()
     try:
-        with common.Stopwatch() as load_sw:
-            p = Problem(cfg)
         meta = {"config": cfg.to_dict(), "run_id": run_id, "run_hash": rhash, "problem": _describe(p),
                 "timings": {"load_s": load_sw.seconds}, "warnings": [], **common.provenance_metadata()}
         if old is not None and cfg.action == "lds":
