@@ -282,7 +282,9 @@ def compute_scores(p: Problem) -> tuple[dict[str, np.ndarray], dict[str, dict[st
             (phi, tau), c, r = _timed(lambda *a: metagrad.metagradients(lrn, *a, levels=p.levels,
                                                                         target_chunk=chunk), *args)
         elif method == "tracin":
-            tau, c, r = _timed(lambda *a: baselines.tracin(lrn, *a), *args)
+            # Memory-Pair's step has a NaN forward-mode derivative (baselines.tracin): reverse mode there.
+            mode = "reverse" if cfg.learner == "memorypair" else "forward"
+            tau, c, r = _timed(lambda *a: baselines.tracin(lrn, *a, mode=mode), *args)
         else:
             if w is None:
                 w, wc, wr = _timed(final_w, *args[:4])

@@ -49,12 +49,20 @@ def tracin(
     order: jax.Array,
     test_x: jax.Array,
     test_y: jax.Array,
+    mode: str = "forward",
 ) -> jax.Array:
     """f[J, n]: the metagradient truncated to the step that saw each row (one scan).
 
     Per step t (row i = order[t]), ``d/d omega phi_j(state_{t+1}(omega))`` at omega = 1
     with ``state_t`` held fixed; a row seen several times sums its steps.
+
+    ``mode="forward"`` takes one JVP per step (cheapest); ``"reverse"`` takes J
+    batched VJPs per step, for a step whose forward-mode derivative is not finite
+    (Memory-Pair: the L-BFGS pair test differentiates a plain norm, whose tangent at
+    a zero step is NaN; its reverse mode is finite).
     """
+    if mode not in ("forward", "reverse"):
+        raise ValueError(f"mode must be 'forward' or 'reverse', got {mode!r}")
     check_precision(learner, state)
     dtype = jnp.asarray(state.w).dtype
     one = jnp.ones((), dtype)
@@ -64,9 +72,12 @@ def tracin(
 
         def after(omega):
             new, _ = learner.wstep(s, x, y, omega)
-            return new, target_losses(learner, new, test_x, test_y)
+            return target_losses(learner, new, test_x, test_y), new
 
-        (new, _), (_, dphi) = jax.jvp(after, (one,), (one,))
+        if mode == "forward":
+            (_, new), (dphi, _) = jax.jvp(after, (one,), (one,))
+        else:
+            dphi, new = jax.jacrev(after, has_aux=True)(one)
         return new, dphi
 
     _, per_step = lax.scan(body, state, order)  # f[T, J]

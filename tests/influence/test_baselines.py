@@ -79,3 +79,15 @@ def test_rls_metagradient_is_the_influence_function(x64):
     final, _ = metagrad.train_weighted(lrn, state, x, y, jnp.arange(100), jnp.ones(100))
     inf = baselines.influence_function(final.w, losses.squared, x, y, tx, ty, fx.HYPER["rls"]["l2"])
     np.testing.assert_allclose(tau, inf, rtol=1e-8, atol=1e-12)
+
+
+def test_tracin_reverse_mode_equals_forward_mode(x64):
+    x, y, tx, ty = fx.problem(n=40, j=3)
+    lrn = fx.learner("ons")
+    state = fx.init(lrn)
+    order = jnp.arange(40, dtype=jnp.int32)
+    fwd = baselines.tracin(lrn, state, x, y, order, tx, ty)
+    rev = baselines.tracin(lrn, state, x, y, order, tx, ty, mode="reverse")
+    np.testing.assert_allclose(rev, fwd, rtol=1e-10, atol=1e-15)
+    mp = fx.learner("memorypair")
+    assert np.isfinite(np.asarray(baselines.tracin(mp, fx.init(mp), x, y, order, tx, ty, mode="reverse"))).all()
