@@ -49,8 +49,10 @@ PRESETS = {
                  target_chunk=8, levels=2, policy="dots", dtype="float64", budget_s=600.0, fd_samples=3,
                  peak_lr=0.2),
     # One H200, ~8 minutes in all (compile included): float32 (TF32 convolutions on the GPU).
-    "h200": dict(image_size=32, width=1.0, n=4096, batch=256, epochs=4, targets=50, subsets=100, chunk=25,
-                 target_chunk=25, levels=2, policy="dots", dtype="float32", budget_s=400.0, fd_samples=3,
+    # Memory: a retrain chunk of 20 holds ~20 x 1.6 GB of step activations; the metagradient's reverse
+    # sweep ~3 GB per target in a chunk of 10 (139 GB on the card).
+    "h200": dict(image_size=32, width=1.0, n=4096, batch=256, epochs=4, targets=50, subsets=100, chunk=20,
+                 target_chunk=10, levels=2, policy="dots", dtype="float32", budget_s=400.0, fd_samples=3,
                  peak_lr=0.4),
     # The original system's size: hours on one GPU; documented, not run here.
     "full": dict(image_size=32, width=2.5, n=25_000, batch=512, epochs=16, targets=100, subsets=100, chunk=10,

@@ -329,13 +329,16 @@ def load_scores(path: pathlib.Path, p: Problem, mhash: str) -> np.ndarray:
 # --------------------------------------------------------------------------- retrains
 
 
-def _retrain_fn(p: Problem, own_order: bool):
-    lrn = p.learner
+def _retrain_fn(p: Problem):
+    """One jitted retrain function per problem (one compile per input shape, reused across protocols)."""
+    if getattr(p, "_retrain", None) is None:
+        lrn = p.learner
 
-    def fn(state, x, y, order, masks, tx, ty):
-        return lds.retrain_outputs(lrn, state, x, y, order, masks, tx, ty)
+        def fn(state, x, y, order, masks, tx, ty):
+            return lds.retrain_outputs(lrn, state, x, y, order, masks, tx, ty)
 
-    return jax.jit(fn)
+        p._retrain = jax.jit(fn)
+    return p._retrain
 
 
 def retrain_chunked(p: Problem, masks: np.ndarray, orders: np.ndarray | None, label: str, ckpt_dir: pathlib.Path,
@@ -343,7 +346,7 @@ def retrain_chunked(p: Problem, masks: np.ndarray, orders: np.ndarray | None, la
     """f[S, J] actual target losses, ``retrain_chunk`` subsets per compiled call, checkpointed."""
     s_total = masks.shape[0]
     size = min(int(p.cfg.retrain_chunk) or s_total, s_total)
-    fn = _retrain_fn(p, orders is not None)
+    fn = _retrain_fn(p)
     out = np.empty((s_total, p.test_x.shape[0]), np.float64)
     seconds = 0.0
     for c, lo in enumerate(range(0, s_total, size)):
@@ -390,7 +393,7 @@ def smoothness(p: Problem, tau: np.ndarray, phi: np.ndarray) -> pd.DataFrame:
         w[i] = 0.0
         weights.append(w)
         kinds.append((i, 0.0, 0.0))
-    out = np.asarray(jax.block_until_ready(_retrain_fn(p, False)(
+    out = np.asarray(jax.block_until_ready(_retrain_fn(p)(
         p.state, p.x, p.y, p.order, jnp.asarray(np.array(weights), p.dtype), p.test_x, p.test_y)), np.float64)
     res = {k: out[r] for r, k in enumerate(kinds)}
     rows = []
