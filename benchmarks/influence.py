@@ -29,15 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.regret import learner_defaults
 from experiments import common
 from mpjax import learners
 from mpjax.data import load_dataset
 from mpjax.influence import lds, metagrad
 from mpjax.influence.remat import balanced_levels
 
-HYPER = {"sgd": {"learning_rate": 2.0, "l2": 1e-4}, "rls": {"l2": 1e-3},
-         "memorypair": {"memory_size": 10, "learning_rate": 2.0, "l2": 1e-4, "clip_norm": 1.0, "max_step": 1.0,
-                        "min_curvature": 0.1}}
+_DEFAULTS = learner_defaults()  # the regret experiment's settings (configs/regret.py)
+HYPER = {name: dict(_DEFAULTS[name]) for name in ("sgd", "rls", "memorypair")}
 
 
 def _data(dim: int, rows: int):

@@ -35,7 +35,7 @@ def get_config(arg=None) -> ConfigDict:
     c.seed = 0
     c.data_source = "auto"
     c.require_real = False
-    c.float64 = True  # Memory-Pair refuses float32 (metagrad.check_precision)
+    c.float64 = True  # exact references (ridge LOO, finite differences) are checked in float64
     c.n = 10_000  # training rows (capped by the data: n + num_targets <= rows available)
     c.num_targets = 50
     c.epochs = 1  # passes over the training rows, each in its own fixed permutation

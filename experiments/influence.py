@@ -241,7 +241,6 @@ class Problem:
         self.hyper = hyper
         self.learner = learners.multi_output(learners.get(cfg.learner, **hyper), data.num_classes)
         self.state = self.learner.init(data.x.shape[1], jax.random.fold_in(key, TAG_INIT))
-        metagrad.check_precision(self.learner, self.state)
         self.key = key
 
     @property
@@ -282,9 +281,7 @@ def compute_scores(p: Problem) -> tuple[dict[str, np.ndarray], dict[str, dict[st
             (phi, tau), c, r = _timed(lambda *a: metagrad.metagradients(lrn, *a, levels=p.levels,
                                                                         target_chunk=chunk), *args)
         elif method == "tracin":
-            # Memory-Pair's step has a NaN forward-mode derivative (baselines.tracin): reverse mode there.
-            mode = "reverse" if cfg.learner == "memorypair" else "forward"
-            tau, c, r = _timed(lambda *a: baselines.tracin(lrn, *a, mode=mode), *args)
+            tau, c, r = _timed(lambda *a: baselines.tracin(lrn, *a), *args)
         else:
             if w is None:
                 w, wc, wr = _timed(final_w, *args[:4])

@@ -33,31 +33,8 @@ __all__ = [
     "target_losses",
     "metagradients",
     "vjp_rows",
-    "check_precision",
     "validate_problem",
 ]
-
-
-def check_precision(learner: Learner, state: Any) -> None:
-    """Refuses Memory-Pair metagradients in float32.
-
-    The pre-stability Memory-Pair insert amplifies rounding by ~1e9 over a few
-    thousand steps, and its float32 metagradient had relative error 1.3-2.6
-    against float64 in the issue 10 prototype (SGD 1e-6, RLS 2.5e-4).
-
-    Raises:
-      ValueError: a Memory-Pair learner whose state is not float64.
-    """
-    hyper = getattr(learner, "hyper", None)
-    if hyper is None or type(hyper).__module__ != memory_pair.__name__:
-        return
-    dtype = jnp.asarray(state.w).dtype
-    if dtype != jnp.float64:
-        raise ValueError(
-            f"Memory-Pair influence needs float64 (state dtype is {dtype}): its float32 metagradient "
-            "has relative error 1.3-2.6 against float64 (the insert amplifies rounding; issue 10). "
-            "Enable jax_enable_x64 / --config.float64=True."
-        )
 
 
 def train_weighted(
@@ -146,9 +123,8 @@ def metagradients(
       row, and ``tau[j, i] = d phi_j / d omega_i`` at omega = 1.
 
     Raises:
-      ValueError: Memory-Pair in float32 (:func:`check_precision`), or levels invalid.
+      ValueError: levels invalid.
     """
-    check_precision(learner, state)
     dtype = jnp.asarray(state.w).dtype
 
     def phi(weights):

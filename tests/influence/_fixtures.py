@@ -10,14 +10,13 @@ K = 3
 D = 6
 
 # Learner settings of the influence tests: the experiment's choices (configs/influence.py);
-# Memory-Pair with cautious pairs (min_curvature), as the regret experiment runs it.
+# Memory-Pair with a shorter curvature block, so that a 200-step problem pushes pairs.
 HYPER = {
     "sgd": {"learning_rate": 2.0, "l2": 1e-4},
     "adagrad": {"learning_rate": 0.1, "l2": 1e-4},
     "ons": {"l2": 1e-4},
     "rls": {"l2": 1e-3},
-    "memorypair": {"memory_size": 5, "learning_rate": 2.0, "l2": 1e-4, "clip_norm": 1.0, "max_step": 1.0,
-                   "min_curvature": 0.1},
+    "memorypair": {"memory_size": 5, "learning_rate": 1.0, "l2": 1e-4, "clip_norm": 1.0, "curvature_block": 5},
 }
 NAMES = tuple(HYPER)
 

@@ -170,12 +170,6 @@ def test_bad_config_is_refused_before_any_work(tmp_path, field, value, match):
     assert not (tmp_path / "runs").exists()
 
 
-def test_memory_pair_in_float32_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="Memory-Pair influence needs float64"):
-        exp.run(_cfg(tmp_path, learner="memorypair", float64=False, run_id="mp32"))
-    assert not (tmp_path / "runs").exists()
-
-
 def test_command_line_refuses_a_bad_run_id_and_lists_runs(full_run):
     root, _ = full_run
     base = [sys.executable, "-m", "experiments.influence", f"--config.root={root}"]
