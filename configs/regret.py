@@ -69,10 +69,10 @@ def get_config(arg=None) -> ConfigDict:
 
     # Comparator: min_theta sum_s l_s(theta) + lam/2 |theta|^2 (once, not per step).
     c.lam = 1e-3
-    # Steps per block of the exact comparator. XLA:CPU expands Cholesky and triangular solves of
-    # size <= 16 inline and calls LAPACK per seed above that: at 32 seeds, T = 20,000, blocks of
-    # 10 or 16 took 1.4-1.8 s of CPU, blocks of 20-100 took 9-35 s (benchmarks in the README).
-    c.comparator_block = 10
+    # Steps per block of the exact comparator (BLAS-3 blocks; LAPACK on one OpenBLAS thread, see
+    # experiments.regret.comparators). 32 seeds, T = 5,000: blocks of 50 took 0.33 s (d = 55) and
+    # 1.4 s (d = 197), blocks of 10 took 0.38 s and 2.8 s.
+    c.comparator_block = 50
     c.window = 1000  # dynamic-regret window W (drift); a multiple of comparator_block
     c.slope_t_min = 1000  # fit log R_t ~ log t over t in [slope_t_min, T]
     c.logistic_checkpoints = 40  # logistic comparator: Newton solves at this many log-spaced steps

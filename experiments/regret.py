@@ -239,7 +239,9 @@ def comparators(cfg, data, sched, rows, num_seeds):
             )
             return static.increments, dyn.increments, dyn.path_length
 
-        with common.Stopwatch() as sw:
+        # LAPACK (the blocks' Cholesky factors) on one OpenBLAS thread: multithreaded OpenBLAS
+        # spins for cores it does not get when the CPU is shared, and the blocks are small.
+        with common.Stopwatch() as sw, common.single_threaded_blas():
             args = [jax.device_put(np.asarray(a), device) for a in (rows, aux, direction)]
             out = jax.jit(jax.vmap(one))(*args)
             out = jax.device_get(jax.block_until_ready(out))
