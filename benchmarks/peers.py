@@ -107,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="mpjax learners, comma list, all or none (default all)")
     p.add_argument("--no_numpy", action="store_true", help="skip the NumPy reference loops")
     p.add_argument("--seeds", type=_int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
+    p.add_argument("--devices", type=int, default=0,
+                   help="host devices the seeds are sharded over (0: one per core, as the experiments; 1: none)")
     p.add_argument("--T", type=int, default=100_000, help="stream length: VW C++ driver, mpjax (default 100000)")
     p.add_argument("--T_loop", type=int, default=20_000, help="VW Python loop steps (default 20000)")
     p.add_argument("--T_slow", type=int, default=1_000, help="River, scikit-learn, NumPy steps (default 1000)")
@@ -362,6 +364,8 @@ def _numpy_jobs(args, data, order) -> list[Job]:
 def _mpjax_jobs(args, data, order, build) -> list[Job]:
     import jax
 
+    from experiments import common
+
     from mpjax import learners
     from mpjax import run as run_lib
 
@@ -379,19 +383,26 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             stream_s, stream = built[seeds, T]
             states = jax.block_until_ready(jax.vmap(
                 lambda k: learner.init(d, run_lib.purpose_key(k, run_lib.TAG_INIT)))(run_lib.seed_keys(args.seed, seeds)))
+            # Seeds split over the host devices (one per core) when they divide evenly, as the
+            # experiments run them; one seed stays on one device.
+            mesh = common.seed_mesh() if seeds > 1 and seeds % max(jax.device_count(), 1) == 0 else None
+            states, stream = (common.put_seeds(mesh, tree, True) for tree in (states, stream))
+            table_s, targets_s = (common.put_seeds(mesh, a, False) for a in (table, targets))
 
             def one(state, stream, table, targets, learner=learner):
                 return run_lib.run(learner, state, table, targets, stream)[1]
 
-            compile_s, compiled = _timed(
-                lambda: jax.jit(jax.vmap(one, in_axes=(0, 0, None, None))).lower(states, stream, table, targets).compile())
+            compile_s, compiled = _timed(lambda: jax.jit(jax.vmap(one, in_axes=(0, 0, None, None))).lower(
+                states, stream, table_s, targets_s).compile())
 
-            def run(compiled=compiled, states=states, stream=stream):
+            def run(compiled=compiled, states=states, stream=stream, table=table_s, targets=targets_s):
                 with jax.transfer_guard("disallow"):
                     return jax.block_until_ready(compiled(states, stream, table, targets))
 
-            jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s)", T, run,
-                            seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s}))
+            where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
+            jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
+                            run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
+                                                    "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 
 
@@ -475,6 +486,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import jax
 
     from experiments import common
+
+    common.configure_cpu_devices(args.devices)
 
     t_start = time.perf_counter()
     load_start = list(os.getloadavg())

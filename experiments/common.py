@@ -347,3 +347,54 @@ def single_threaded_blas():
 
 
 __all__ += ["single_threaded_blas"]
+
+
+# --------------------------------------------------------------------------- seeds over devices
+
+
+def configure_cpu_devices(cpu_devices: int = 0) -> int:
+    """Host devices on a CPU backend, so that a seed axis can be sharded over every core.
+
+    ``cpu_devices``: 0 = one per core this process may use, 1 = a single device (JAX's
+    default), n = n devices. Takes effect only before JAX first touches a device; called
+    later (a test calling ``main`` in a process that already ran JAX), it leaves the
+    devices as they are. Returns the number of devices requested.
+    """
+    import jax
+
+    if cpu_devices < 0:
+        raise ValueError(f"cpu_devices must be >= 0 (0: one per core), got {cpu_devices}")
+    n = cpu_devices or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if n != 1:
+        with contextlib.suppress(RuntimeError):  # backends already initialised: keep them
+            jax.config.update("jax_num_cpu_devices", int(n))
+    return int(n)
+
+
+def seed_mesh():
+    """A one-axis ("seeds") mesh over every device, or None with a single device."""
+    import jax
+
+    if jax.device_count() < 2:
+        return None
+    return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def padded_seeds(num_seeds: int, mesh) -> int:
+    """Seed count rounded up to a multiple of the devices (extra seeds are computed, then dropped)."""
+    n = 1 if mesh is None else mesh.devices.size
+    return -(-num_seeds // n) * n
+
+
+def put_seeds(mesh, value, sharded: bool):
+    """Device placement: the seed axis (axis 0) split over ``mesh``, or replicated; default device without one."""
+    import jax
+
+    if mesh is None:
+        return jax.device_put(value)
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return jax.device_put(value, NamedSharding(mesh, PartitionSpec("seeds") if sharded else PartitionSpec()))
+
+
+__all__ += ["configure_cpu_devices", "seed_mesh", "padded_seeds", "put_seeds"]

@@ -113,25 +113,11 @@ def _seeds_for(cfg, algo, dim):
 
 def _mesh(cfg):
     """A one-axis mesh over every device when seeds are sharded, else None."""
-    if not cfg.shard_seeds or jax.device_count() < 2:
-        return None
-    return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
+    return common.seed_mesh() if cfg.shard_seeds else None
 
 
-def _padded(num_seeds, mesh):
-    """Seed count rounded up to a multiple of the devices (extra seeds are computed, then dropped)."""
-    n = 1 if mesh is None else mesh.devices.size
-    return -(-num_seeds // n) * n
-
-
-def _put(mesh, value, sharded):
-    """Device placement: the seed axis (axis 0) split over the mesh, or replicated data."""
-    if mesh is None:
-        return jax.device_put(value)
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    spec = PartitionSpec("seeds") if sharded else PartitionSpec()
-    return jax.device_put(value, NamedSharding(mesh, spec))
+_padded = common.padded_seeds
+_put = common.put_seeds
 
 
 class Schedules:
@@ -614,14 +600,8 @@ def banner(cfg, data, kinds, algos):
 
 
 def configure_devices(cfg):
-    """Host devices and the compilation cache; must run before JAX first touches a device.
-
-    On a CPU backend ``cpu_devices`` host devices (0: one per core) let the seed axis
-    be sharded so that every core works; the results do not change (tested).
-    """
-    if cfg.cpu_devices != 1:
-        n = cfg.cpu_devices or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-        jax.config.update("jax_num_cpu_devices", max(1, int(n)))
+    """Host devices and the compilation cache; must run before JAX first touches a device."""
+    common.configure_cpu_devices(cfg.cpu_devices)
     if cfg.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

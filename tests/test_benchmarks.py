@@ -16,3 +16,20 @@ def test_throughput_benchmark_runs_small_and_writes_json(tmp_path):
             assert field in row, field
         assert row["finite"] and row["numpy_losses_agree"]  # same math as the NumPy reference
     assert payload["results"][0]["learner"] == "memorypair"
+
+
+def test_scaling_benchmark_smoke_fits_exponents(tmp_path):
+    import numpy as np
+
+    from benchmarks import scaling
+
+    out = tmp_path / "scaling.json"
+    payload = scaling.main(["--smoke", "--learners", "sgd,rls", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["exponents"]) == {"sgd", "rls"}
+    for name, fit in saved["exponents"].items():
+        assert set(fit) == {"T", "seeds", "d"} and all(np.isfinite(v) for v in fit.values())
+    assert all(r["finite"] for r in payload["results"])
+    # The fit is a least-squares log-log slope: exact on a power law.
+    assert abs(scaling.exponent([1, 2, 4], [3.0, 6.0, 12.0]) - 1.0) < 1e-12
+    assert abs(scaling.exponent([10, 100], [1.0, 10.0 ** 0.5]) - 0.5) < 1e-12

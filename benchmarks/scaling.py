@@ -1,0 +1,188 @@
+"""How the cost of a run grows with the stream length T, the seeds and the dimension d.
+
+    python -m benchmarks.scaling                 # about 6 minutes on 2 CPU cores
+    python -m benchmarks.scaling --smoke         # seconds
+
+For every learner (K = 7 one-hot outputs, the regret experiment's settings, iid
+streams over simulated data with unit-norm rows) the compiled run is timed along
+three axes from a base point, one axis at a time:
+
+* T in ``--Ts`` (seeds = ``--base_seeds``, d = 55),
+* seeds in ``--seed_counts`` (T = ``--base_T``, d = 55),
+* d in ``--dims`` (T = ``--base_T``, seeds = ``--dim_seeds``),
+
+with the seeds sharded over one host device per core, as the experiments run them
+(``--devices``). Each point is the median of ``--repeats`` calls after one untimed
+call (compilation excluded, reported apart). The exponent of each axis is the
+least-squares slope of log(run seconds) on log(axis value): 1 is linear; below 1
+for seeds means batching pays (aggregate throughput grows with the seeds).
+Results: ``benchmarks/out/scaling.json`` and ``.md`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "scaling.json"
+NAMES = ("memorypair", "sgd", "adagrad", "ons", "rls")
+K = 7
+
+
+def _ints(text: str) -> list[int]:
+    out = [int(v) for v in text.split(",") if v.strip()]
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {text!r}")
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.splitlines()[0])
+    p.add_argument("--learners", default=",".join(NAMES), help="comma list (default: all five)")
+    p.add_argument("--Ts", type=_ints, default=[10_000, 30_000, 100_000])
+    p.add_argument("--seed_counts", type=_ints, default=[1, 8, 32, 128])
+    p.add_argument("--dims", type=_ints, default=[55, 197, 785])
+    p.add_argument("--base_T", type=int, default=20_000)
+    p.add_argument("--base_seeds", type=int, default=32)
+    p.add_argument("--dim_seeds", type=int, default=8)
+    p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.learners.split(",") if n.strip()]
+    bad = sorted(set(names) - set(NAMES))
+    if bad or not names:
+        p.error(f"unknown learners {bad}; valid: {','.join(NAMES)}")
+    args.learners = names
+    if args.smoke:
+        args.Ts, args.seed_counts, args.dims = [200, 400], [1, 2], [8, 16]
+        args.base_T, args.base_seeds, args.dim_seeds, args.n, args.repeats = 300, 2, 2, 500, 1
+    return args
+
+
+def _data(n: int, d: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    x[:, -1] = 1.0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = rng.integers(0, K, n)
+    return x.astype(np.float32), np.eye(K, dtype=np.float32)[labels], labels.astype(np.int32)
+
+
+def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dict[str, Any]:
+    """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
+    import jax
+
+    from configs.regret import learner_defaults
+    from experiments import common
+    from mpjax import learners, streams
+    from mpjax import run as run_lib
+
+    x, y, labels = _data(n, d)
+    learner = learners.multi_output(learners.get(name, **dict(learner_defaults()[name])), K)
+    mesh = common.seed_mesh() if seeds % max(jax.device_count(), 1) == 0 and seeds > 1 else None
+    keys = run_lib.seed_keys(0, seeds)
+    stream = jax.jit(jax.vmap(lambda k: streams.make_stream(
+        "iid", run_lib.purpose_key(k, run_lib.TAG_STREAM), labels, T, num_classes=K, is_image=False,
+        raw_dim=d - 1)))(keys)
+    keys, stream = (common.put_seeds(mesh, a, True) for a in (keys, stream))
+    table, targets = (common.put_seeds(mesh, a, False) for a in (x, y))
+
+    def program(keys, stream, table, targets):
+        def one(key, st):
+            state = learner.init(d, run_lib.purpose_key(key, run_lib.TAG_INIT))
+            return run_lib.run(learner, state, table, targets, st)[1].loss
+
+        return jax.vmap(one)(keys, stream)
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(program).lower(keys, stream, table, targets).compile()
+    compile_s = time.perf_counter() - t0
+    out = jax.block_until_ready(compiled(keys, stream, table, targets))
+    finite = bool(np.isfinite(np.asarray(out)).all())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(keys, stream, table, targets))
+        times.append(time.perf_counter() - t0)
+    run_s = float(np.median(times))
+    return {"learner": name, "T": T, "seeds": seeds, "d": d, "compile_s": compile_s, "run_s": run_s,
+            "aggregate_samples_per_s": seeds * T / run_s, "devices": 1 if mesh is None else int(mesh.devices.size),
+            "finite": finite}
+
+
+def exponent(values, seconds) -> float:
+    """Least-squares slope of log(seconds) on log(values)."""
+    lv, ls = np.log(np.asarray(values, float)), np.log(np.asarray(seconds, float))
+    if len(lv) < 2 or np.ptp(lv) == 0:
+        return float("nan")
+    return float(np.polyfit(lv, ls, 1)[0])
+
+
+def _markdown(rows, fits, meta) -> str:
+    lines = [f"Scaling of run time (K = {K}, iid stream, seeds sharded over {meta['devices']} host device(s); "
+             f"{meta['machine']}; load average {meta['loadavg_start'][0]:.1f} -> {meta['loadavg_end'][0]:.1f}).", "",
+             "| learner | exponent in T | exponent in seeds | exponent in d | aggregate samples/s at 1 / "
+             f"{meta['base_seeds']} / {max(meta['seed_counts'])} seeds (T = {meta['base_T']:,}, d = 55) |",
+             "|---|---|---|---|---|"]
+    for name, f in fits.items():
+        rate = {r["seeds"]: r["aggregate_samples_per_s"] for r in rows if r["learner"] == name and r["axis"] == "seeds"}
+        picks = [rate.get(s) for s in (1, meta["base_seeds"], max(meta["seed_counts"]))]
+        rates = " / ".join("—" if v is None else (f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k") for v in picks)
+        lines.append(f"| {name} | {f['T']:.2f} | {f['seeds']:.2f} | {f['d']:.2f} | {rates} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import platform
+
+    import jax
+
+    from experiments import common
+
+    common.configure_cpu_devices(args.devices)
+    load_start = list(os.getloadavg())
+    t_start = time.perf_counter()
+    rows, fits = [], {}
+    for name in args.learners:
+        axes = {
+            "T": [dict(T=t, seeds=args.base_seeds, d=args.dims[0]) for t in args.Ts],
+            "seeds": [dict(T=args.base_T, seeds=s, d=args.dims[0]) for s in args.seed_counts],
+            "d": [dict(T=args.base_T, seeds=args.dim_seeds, d=dd) for dd in args.dims],
+        }
+        fits[name] = {}
+        for axis, points in axes.items():
+            got = []
+            for point in points:
+                r = time_run(name, n=args.n, repeats=args.repeats, **point)
+                r["axis"] = axis
+                rows.append(r)
+                got.append(r)
+                print(f"{name:<10} {axis:<5} T={r['T']:<7} seeds={r['seeds']:<4} d={r['d']:<4} "
+                      f"run {r['run_s']:.3f} s  compile {r['compile_s']:.2f} s", file=sys.stderr, flush=True)
+            fits[name][axis] = exponent([g[axis] for g in got], [g["run_s"] for g in got])
+    meta = {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "devices": jax.device_count(),
+            "base_T": args.base_T, "base_seeds": args.base_seeds, "seed_counts": args.seed_counts,
+            "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()),
+            "wall_s": time.perf_counter() - t_start, "args": vars(args),
+            **{k: v for k, v in common.provenance_metadata().items() if k in ("git_commit", "git_dirty", "backend")}}
+    payload = {"meta": meta, "exponents": fits, "results": rows}
+    out = pathlib.Path(args.out)
+    common.write_json(out, payload)
+    md = _markdown(rows, fits, meta)
+    common.write_text(out.with_suffix(".md"), md)
+    print(md)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
