@@ -9,7 +9,8 @@ three axes from a base point, one axis at a time:
 
 * T in ``--Ts`` (seeds = ``--base_seeds``, d = 55),
 * seeds in ``--seed_counts`` (T = ``--base_T``, d = 55),
-* d in ``--dims`` (T = ``--base_T``, seeds = ``--dim_seeds``),
+* d in ``--dims`` (T = ``--dim_T``, seeds = ``--dim_seeds``; shorter, since ONS keeps K d x d
+  inverses per seed),
 
 with the seeds sharded over one host device per core, as the experiments run them
 (``--devices``). Each point is the median of ``--repeats`` calls after one untimed
@@ -50,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dims", type=_ints, default=[55, 197, 785])
     p.add_argument("--base_T", type=int, default=20_000)
     p.add_argument("--base_seeds", type=int, default=32)
-    p.add_argument("--dim_seeds", type=int, default=8)
+    p.add_argument("--dim_seeds", type=int, default=4)
+    p.add_argument("--dim_T", type=int, default=5_000)
     p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
@@ -64,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.learners = names
     if args.smoke:
         args.Ts, args.seed_counts, args.dims = [200, 400], [1, 2], [8, 16]
-        args.base_T, args.base_seeds, args.dim_seeds, args.n, args.repeats = 300, 2, 2, 500, 1
+        args.base_T, args.base_seeds, args.dim_seeds, args.dim_T, args.n, args.repeats = 300, 2, 2, 300, 500, 1
     return args
 
 
@@ -157,7 +159,7 @@ def main(argv=None) -> dict[str, Any]:
         axes = {
             "T": [dict(T=t, seeds=args.base_seeds, d=args.dims[0]) for t in args.Ts],
             "seeds": [dict(T=args.base_T, seeds=s, d=args.dims[0]) for s in args.seed_counts],
-            "d": [dict(T=args.base_T, seeds=args.dim_seeds, d=dd) for dd in args.dims],
+            "d": [dict(T=args.dim_T, seeds=args.dim_seeds, d=dd) for dd in args.dims],
         }
         fits[name] = {}
         for axis, points in axes.items():
