@@ -1,6 +1,7 @@
 """Cost of exact metagradients, as ratios to the forward pass of the same configuration.
 
     python -m benchmarks.influence            # about 5-10 minutes on the shared 2-core CPU
+    python -m benchmarks.influence --learners=memorypair --out=benchmarks/out/influence_mp.json
 
 Per learner (SGD, RLS; Memory-Pair for memory and retrains), d in {55, 197}
 (simulated Covertype; simulated MNIST at 14x14) and T in {10k, 50k}, float64, K
@@ -109,12 +110,19 @@ def _targets(lrn, state, x, y, order, w, tx, ty, levels):
 def main():
     ap = argparse.ArgumentParser(description="metagradient cost ratios")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--learners", default="sgd,rls,memorypair",
+                    help="comma-separated subset of sgd, rls, memorypair (default: all three)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "out" / "influence.json"))
     args = ap.parse_args()
+    chosen = [n.strip() for n in args.learners.split(",") if n.strip()]
+    unknown = sorted(set(chosen) - set(HYPER))
+    if unknown or not chosen:
+        ap.error(f"--learners: unknown {unknown or chosen!r}; choose from {sorted(HYPER)}")
     jax.config.update("jax_enable_x64", True)
     rows = []
     configs = [(n, d, t) for n in ("sgd", "rls") for d in (55, 197) for t in (10_000, 50_000)]
     configs += [("memorypair", 55, 10_000), ("memorypair", 55, 50_000)]
+    configs = [c for c in configs if c[0] in chosen]
     for name, d, t in configs:
         t0 = time.perf_counter()
         r = bench(name, d, t, args.repeats, retrains=(t == 10_000), with_j50=(t == 10_000 and d == 55))
