@@ -33,3 +33,28 @@ def test_scaling_benchmark_smoke_fits_exponents(tmp_path):
     # The fit is a least-squares log-log slope: exact on a power law.
     assert abs(scaling.exponent([1, 2, 4], [3.0, 6.0, 12.0]) - 1.0) < 1e-12
     assert abs(scaling.exponent([10, 100], [1.0, 10.0 ** 0.5]) - 0.5) < 1e-12
+
+
+def test_flops_reads_measured_rates_and_counts_memory_pairs_block_branch_once_per_block(tmp_path):
+    import pytest
+
+    from benchmarks import flops
+
+    with pytest.raises(SystemExit):  # no measured rates: a clear error, nothing written
+        flops.main(["--scaling", str(tmp_path / "missing.json"), "--out", str(tmp_path / "f.json")])
+    assert not (tmp_path / "f.json").exists()
+    rates = [{"learner": n, "axis": "seeds", "d": 55, "seeds": s, "aggregate_samples_per_s": r}
+             for n in ("memorypair", "sgd") for s, r in ((1, 1e5), (32, 4e5))]
+    (tmp_path / "s.json").write_text(json.dumps({"results": rates, "meta": {}}))
+    payload = flops.main(["--scaling", str(tmp_path / "s.json"), "--peak_gflops", "100", "--seeds", "2",
+                          "--out", str(tmp_path / "f.json")])
+    rows = {r["learner"]: r for r in payload["rows"]}
+    assert set(rows) == {"memorypair", "sgd"}
+    mp = flops.step_flops("memorypair", 1)
+    # The compact inverse runs once per block of 20 steps; XLA's count includes it on every step.
+    assert 0 < mp["branch"] < mp["counted"]
+    assert abs(mp["useful"] - (mp["counted"] - mp["branch"] * 19 / 20)) < 1e-6 * mp["counted"]
+    for r in rows.values():
+        assert abs(r["x_floor_32"] * 4e5 - 100e9 / r["useful_flops_per_step"]) < 1e-6 * 100e9 / r["useful_flops_per_step"]
+        assert abs(r["x_floor_1"] - 4 * r["x_floor_32"]) < 1e-9 * r["x_floor_1"]
+    assert json.loads((tmp_path / "f.json").read_text())["meta"]["peak_gflops"] == 100
