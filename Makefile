@@ -25,12 +25,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m experiments.regret --dataset=covtype --stream=adv
 
-# Unit tests (slow full-size runs excluded; `make test-all` includes them).
+# Unit tests (slow full-size runs excluded; `make test-all` includes them), one pytest-xdist
+# worker per core: most of the time is XLA compilation, which runs on one core per process.
+# PYTEST_WORKERS=0 runs them in this process (e.g. to debug with -s or --pdb).
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput
