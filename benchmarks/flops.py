@@ -25,8 +25,8 @@ import os
 import pathlib
 from typing import Any
 
+from benchmarks.cli import LEARNERS
 from benchmarks.scaling import DEFAULT_OUT as SCALING_OUT
-from benchmarks.scaling import NAMES
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "flops.json"
 K, D = 7, 55
@@ -89,7 +89,7 @@ def main(argv=None) -> dict[str, Any]:
     scaling = json.loads(path.read_text())
     peak, how = (args.peak_gflops, "given") if args.peak_gflops > 0 else peak_gflops()
     rows = []
-    for name in NAMES:
+    for name in LEARNERS:
         rates = {r["seeds"]: r["aggregate_samples_per_s"] for r in scaling["results"]
                  if r["learner"] == name and r["axis"] == "seeds" and r["d"] == D}
         if not rates:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import cli
 from configs.regret import learner_defaults
 from experiments import common
 from mpjax import learners
@@ -110,19 +111,15 @@ def _targets(lrn, state, x, y, order, w, tx, ty, levels):
 def main():
     ap = argparse.ArgumentParser(description="metagradient cost ratios")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--learners", default="sgd,rls,memorypair",
+    ap.add_argument("--learners", type=cli.name_list(tuple(HYPER)), default=list(HYPER),
                     help="comma-separated subset of sgd, rls, memorypair (default: all three)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "out" / "influence.json"))
     args = ap.parse_args()
-    chosen = [n.strip() for n in args.learners.split(",") if n.strip()]
-    unknown = sorted(set(chosen) - set(HYPER))
-    if unknown or not chosen:
-        ap.error(f"--learners: unknown {unknown or chosen!r}; choose from {sorted(HYPER)}")
     jax.config.update("jax_enable_x64", True)
     rows = []
     configs = [(n, d, t) for n in ("sgd", "rls") for d in (55, 197) for t in (10_000, 50_000)]
     configs += [("memorypair", 55, 10_000), ("memorypair", 55, 50_000)]
-    configs = [c for c in configs if c[0] in chosen]
+    configs = [c for c in configs if c[0] in args.learners]
     for name, d, t in configs:
         t0 = time.perf_counter()
         r = bench(name, d, t, args.repeats, retrains=(t == 10_000), with_j50=(t == 10_000 and d == 55))

@@ -70,9 +70,11 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks import cli  # noqa: E402
+
 __all__ = ["PEERS", "main", "parse_args"]
 
-LEARNER_NAMES = ("memorypair", "sgd", "adagrad", "ons", "rls")
+LEARNER_NAMES = cli.LEARNERS
 PEERS = ("vw_cpp_csoaa", "vw_cpp_oaa", "vw_python", "river_sgd", "river_adagrad", "sklearn_sgd")
 _PEER_MODULE = {"vw": "vowpalwabbit", "river": "river", "sklearn": "sklearn"}
 _PEER_DIST = {"vowpalwabbit": "vowpalwabbit", "river": "river", "sklearn": "scikit-learn"}
@@ -83,30 +85,14 @@ _SMOKE = {"T": 2_000, "T_loop": 300, "T_slow": 60, "n": 5_000, "work": 8_000, "m
           "seeds": [1, 4]}
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def _choice_list(valid: tuple[str, ...], text: str) -> list[str]:
-    if text in ("all", ""):
-        return list(valid)
-    if text == "none":
-        return []
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [n for n in names if n not in valid]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown name(s) {bad}; valid: {','.join(valid)}, all, none")
-    return names
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.splitlines()[0])
-    p.add_argument("--peers", type=lambda s: _choice_list(PEERS, s), default=list(PEERS),
+    p.add_argument("--peers", type=cli.name_list(PEERS, all_none=True), default=list(PEERS),
                    help=f"comma list of {','.join(PEERS)}, or all / none (default all)")
-    p.add_argument("--learners", type=lambda s: _choice_list(LEARNER_NAMES, s), default=list(LEARNER_NAMES),
+    p.add_argument("--learners", type=cli.name_list(LEARNER_NAMES, all_none=True), default=list(LEARNER_NAMES),
                    help="mpjax learners, comma list, all or none (default all)")
     p.add_argument("--no_numpy", action="store_true", help="skip the NumPy reference loops")
-    p.add_argument("--seeds", type=_int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
+    p.add_argument("--seeds", type=cli.int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
     p.add_argument("--devices", type=int, default=0,
                    help="host devices the seeds are sharded over (0: one per core, as the experiments; 1: none)")
     p.add_argument("--T", type=int, default=100_000, help="stream length: VW C++ driver, mpjax (default 100000)")

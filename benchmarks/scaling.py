@@ -31,24 +31,20 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import cli
+
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "scaling.json"
-NAMES = ("memorypair", "sgd", "adagrad", "ons", "rls")
+NAMES = cli.LEARNERS
 K = 7
-
-
-def _ints(text: str) -> list[int]:
-    out = [int(v) for v in text.split(",") if v.strip()]
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {text!r}")
-    return out
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.splitlines()[0])
-    p.add_argument("--learners", default=",".join(NAMES), help="comma list (default: all five)")
-    p.add_argument("--Ts", type=_ints, default=[10_000, 30_000, 100_000])
-    p.add_argument("--seed_counts", type=_ints, default=[1, 8, 32, 128])
-    p.add_argument("--dims", type=_ints, default=[55, 197, 785])
+    p.add_argument("--learners", type=cli.name_list(NAMES), default=list(NAMES),
+                   help="comma list (default: all five)")
+    p.add_argument("--Ts", type=cli.int_list, default=[10_000, 30_000, 100_000])
+    p.add_argument("--seed_counts", type=cli.int_list, default=[1, 8, 32, 128])
+    p.add_argument("--dims", type=cli.int_list, default=[55, 197, 785])
     p.add_argument("--base_T", type=int, default=20_000)
     p.add_argument("--base_seeds", type=int, default=32)
     p.add_argument("--dim_seeds", type=int, default=4)
@@ -59,11 +55,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     args = p.parse_args(argv)
-    names = [n.strip() for n in args.learners.split(",") if n.strip()]
-    bad = sorted(set(names) - set(NAMES))
-    if bad or not names:
-        p.error(f"unknown learners {bad}; valid: {','.join(NAMES)}")
-    args.learners = names
     if args.smoke:
         args.Ts, args.seed_counts, args.dims = [200, 400], [1, 2], [8, 16]
         args.base_T, args.base_seeds, args.dim_seeds, args.dim_T, args.n, args.repeats = 300, 2, 2, 300, 500, 1

@@ -53,23 +53,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import cli
+
 __all__ = ["main", "parse_args", "plan", "make_data", "time_jax", "time_numpy", "format_table"]
 
-LEARNER_NAMES = ("memorypair", "sgd", "adagrad", "ons", "rls")
+LEARNER_NAMES = cli.LEARNERS
 QUADRATIC = ("ons", "rls")  # O(d^2) state and work per step
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "throughput.json")
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def _name_list(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [n for n in names if n not in LEARNER_NAMES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown learner(s) {bad}; valid: {','.join(LEARNER_NAMES)}")
-    return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,9 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks.throughput",
         description="Sample-steps/s of the mpjax learners (lax.scan + vmap over seeds) vs a NumPy per-step loop.",
     )
-    p.add_argument("--learners", type=_name_list, default=list(LEARNER_NAMES), help="comma list (default: all five)")
-    p.add_argument("--dims", type=_int_list, default=[55, 785], help="feature dims incl. bias (default 55,785)")
-    p.add_argument("--seeds", type=_int_list, default=[1, 32, 128], help="seed counts (vmap width), default 1,32,128")
+    p.add_argument("--learners", type=cli.name_list(LEARNER_NAMES), default=list(LEARNER_NAMES),
+                   help="comma list (default: all five)")
+    p.add_argument("--dims", type=cli.int_list, default=[55, 785], help="feature dims incl. bias (default 55,785)")
+    p.add_argument("--seeds", type=cli.int_list, default=[1, 32, 128], help="seed counts (vmap width), default 1,32,128")
     p.add_argument("--T", type=int, default=100_000, help="stream length of the JAX runs (default 100000)")
     p.add_argument("--numpy_T", type=int, default=10_000, help="steps of the NumPy loop (default 10000)")
     p.add_argument("--n", type=int, default=20_000, help="rows in the shared data table (default 20000)")

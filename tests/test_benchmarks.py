@@ -58,3 +58,28 @@ def test_flops_reads_measured_rates_and_counts_memory_pairs_block_branch_once_pe
         assert abs(r["x_floor_32"] * 4e5 - 100e9 / r["useful_flops_per_step"]) < 1e-6 * 100e9 / r["useful_flops_per_step"]
         assert abs(r["x_floor_1"] - 4 * r["x_floor_32"]) < 1e-9 * r["x_floor_1"]
     assert json.loads((tmp_path / "f.json").read_text())["meta"]["peak_gflops"] == 100
+
+
+def test_flag_lists_are_validated_and_the_learner_names_are_mpjaxs():
+    import argparse
+
+    import pytest
+
+    from benchmarks import cli, scaling
+    from mpjax import learners
+
+    assert cli.LEARNERS == tuple(learners.LEARNERS)
+    assert cli.int_list("1, 32,128") == [1, 32, 128]
+    for bad in ("", "0,4", "a,b", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive ints"):
+            cli.int_list(bad)
+    names = cli.name_list(("a", "b"))
+    assert names("b,a") == ["b", "a"]
+    for bad in ("c", "a,c", "", "all"):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown name"):
+            names(bad)
+    keywords = cli.name_list(("a", "b"), all_none=True)
+    assert keywords("all") == ["a", "b"] and keywords("none") == [] and keywords("a") == ["a"]
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--learners", "sgd,foo"])
+    assert scaling.parse_args(["--learners", "rls"]).learners == ["rls"]
