@@ -29,12 +29,7 @@ def _dataset(x, labels, k, name="covtype"):
 
 def _cfg(**overrides):
     cfg = get_config()
-    for key, value in overrides.items():
-        node = cfg
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
+    cfg.update_from_flattened_dict(overrides)
     return cfg
 
 

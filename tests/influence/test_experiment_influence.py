@@ -25,12 +25,7 @@ def _cfg(root, **overrides):
     cfg.smoothness_samples, cfg.smoothness_targets = 2, 2
     cfg.retrain_chunk = 6
     cfg.num_boot = 200
-    for key, value in overrides.items():
-        node = cfg
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
+    cfg.update_from_flattened_dict(overrides)
     return cfg
 
 
