@@ -118,16 +118,7 @@ def push(
 
 def purge(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
     """Empties every slot whose pair came from sample ``tag`` (no-op for -1)."""
-    hit = (mem.tag == tag) & (mem.tag >= 0)
-    keep = ~hit
-    return LbfgsMemory(
-        s=jnp.where(keep[:, None], mem.s, 0),
-        y=jnp.where(keep[:, None], mem.y, 0),
-        rho=jnp.where(keep, mem.rho, 0),
-        tag=jnp.where(keep, mem.tag, -1),
-        head=mem.head,
-        size=jnp.sum(keep & (mem.rho != 0)).astype(jnp.int32),
-    )
+    return _empty_slots(mem, (mem.tag == tag) & (mem.tag >= 0))
 
 
 def purge_since(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
@@ -136,7 +127,11 @@ def purge_since(mem: LbfgsMemory, tag: jax.Array | int) -> LbfgsMemory:
     With tags that grow with insertion order, these are the pairs that sample ``tag``
     influenced, directly or through the pairs built on it. A negative ``tag`` empties all.
     """
-    hit = (mem.tag >= tag) & (mem.rho != 0)
+    return _empty_slots(mem, (mem.tag >= tag) & (mem.rho != 0))
+
+
+def _empty_slots(mem: LbfgsMemory, hit: jax.Array) -> LbfgsMemory:
+    """Zeroes the slots where ``hit`` (tag -1); the head stays, the size counts what is left."""
     keep = ~hit
     return LbfgsMemory(
         s=jnp.where(keep[:, None], mem.s, 0),
