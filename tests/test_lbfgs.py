@@ -20,6 +20,15 @@ def _dense_h(pairs, gamma, d):
     return h
 
 
+def _filled(pairs, tag_step=None):
+    """A float64 memory (M, D) after pushing ``pairs`` in order; pair i tagged ``tag_step * i``."""
+    mem = lbfgs.init(M, D, jnp.float64)
+    for i, (s, y) in enumerate(pairs):
+        tag = {} if tag_step is None else {"tag": tag_step * i}
+        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), **tag)
+    return mem
+
+
 def _random_pairs(rng, n, d):
     """Pairs with positive curvature: y = A s for a random SPD A (plus noise that keeps s.y > 0)."""
     a = rng.normal(size=(d, d))
@@ -101,9 +110,7 @@ def test_skipped_pair_leaves_memory_unchanged():
 def test_purge_removes_exactly_the_tagged_pairs():
     rng = np.random.default_rng(3)
     pairs = _random_pairs(rng, M, D)
-    mem = lbfgs.init(M, D, jnp.float64)
-    for i, (s, y) in enumerate(pairs):
-        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), tag=i)
+    mem = _filled(pairs, tag_step=1)
     purged = lbfgs.purge(mem, 1)
     assert int(purged.size) == M - 1
     remaining = [p for i, p in enumerate(pairs) if i != 1]
@@ -151,9 +158,7 @@ def test_cautious_rule_skips_pairs_of_low_curvature_ratio():
 def test_two_loop_on_rows_equals_dense_h_per_row(n_pushed):
     rng = np.random.default_rng(40 + n_pushed)
     pairs = _random_pairs(rng, n_pushed, D)
-    mem = lbfgs.init(M, D, jnp.float64)
-    for s, y in pairs:
-        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y))
+    mem = _filled(pairs)
     h = _dense_h(pairs[-M:], float(lbfgs.initial_scale(mem)), D)
     g = rng.normal(size=(3, D))
     np.testing.assert_allclose(np.asarray(lbfgs.two_loop(mem, jnp.asarray(g))), g @ h.T, rtol=1e-9, atol=1e-12)
@@ -163,9 +168,7 @@ def test_two_loop_on_rows_equals_dense_h_per_row(n_pushed):
 def test_purge_since_empties_the_tagged_pair_and_newer_ones():
     rng = np.random.default_rng(4)
     pairs = _random_pairs(rng, M, D)
-    mem = lbfgs.init(M, D, jnp.float64)
-    for i, (s, y) in enumerate(pairs):
-        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), tag=10 * i)
+    mem = _filled(pairs, tag_step=10)
     cut = lbfgs.purge_since(mem, 15)  # keeps tags 0 and 10
     assert sorted(int(t) for t in np.asarray(cut.tag) if t >= 0) == [0, 10] and int(cut.size) == 2
     gamma = float(lbfgs.initial_scale(cut))
@@ -181,9 +184,7 @@ def test_purge_since_empties_the_tagged_pair_and_newer_ones():
 def test_compact_inverse_equals_dense_bfgs_at_every_head(n_pushed):
     rng = np.random.default_rng(100 + n_pushed)
     pairs = _random_pairs(rng, n_pushed, D)
-    mem = lbfgs.init(M, D, jnp.float64)
-    for s, y in pairs:
-        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y))
+    mem = _filled(pairs)
     h = _dense_h(pairs[-M:], float(lbfgs.initial_scale(mem)), D)
     ci = lbfgs.compact_inverse(mem)
     g = rng.normal(size=(3, D))
@@ -196,9 +197,7 @@ def test_compact_inverse_equals_dense_bfgs_at_every_head(n_pushed):
 def test_compact_inverse_with_purged_slots_equals_dense_bfgs_of_the_rest():
     rng = np.random.default_rng(7)
     pairs = _random_pairs(rng, M + 2, D)
-    mem = lbfgs.init(M, D, jnp.float64)
-    for i, (s, y) in enumerate(pairs):
-        mem, _ = lbfgs.push(mem, jnp.asarray(s), jnp.asarray(y), tag=i)
+    mem = _filled(pairs, tag_step=1)
     for tag in (3, 4):  # two middle pairs of the ring
         mem = lbfgs.purge(mem, tag)
     rest = [p for i, p in enumerate(pairs) if i >= 2 and i not in (3, 4)]
