@@ -247,10 +247,7 @@ def restart(state: MemoryPairState, w: jax.Array) -> MemoryPairState:
     if _vmapped(state):
         return jax.vmap(restart)(state, w)
     m, d = state.memory.s.shape
-    zero = jnp.zeros_like(state.probe)
-    memory = lbfgs.init(m, d, state.w.dtype)
-    return state._replace(w=w.astype(state.w.dtype), memory=memory, probe=zero, probe_hv=zero,
-                          inverse=lbfgs.compact_inverse(memory))
+    return _with_memory(state._replace(w=w.astype(state.w.dtype)), lbfgs.init(m, d, state.w.dtype))
 
 
 def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
@@ -270,8 +267,12 @@ def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
     own = jnp.max(jnp.where((mem.rho != 0) & (mem.tag <= tag), mem.tag, -1))
     # A sample of the block being measured reached no stored pair.
     own = jnp.where(tag >= state.probe_tag, NO_BLOCK, own)
+    return _with_memory(state, lbfgs.purge_since(mem, own))
+
+
+def _with_memory(state: MemoryPairState, memory: lbfgs.LbfgsMemory) -> MemoryPairState:
+    """``state`` with curvature ``memory`` (and its compact inverse); the pair being measured is dropped."""
     zero = jnp.zeros_like(state.probe)
-    memory = lbfgs.purge_since(mem, own)
     return state._replace(memory=memory, probe=zero, probe_hv=zero, inverse=lbfgs.compact_inverse(memory))
 
 
