@@ -160,15 +160,14 @@ def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> 
 
     Args:
       mem: the curvature memory.
-      g: f[d] vector (usually a gradient), or f[n, d]: n vectors at once (rows),
-        which shares the loop over the pairs (one pass, n-wide dot products).
+      g: f[d] vector (usually a gradient), or f[n, d]: one vector per row (vmapped).
       gamma: scale of H_0 = gamma I; defaults to :func:`initial_scale`.
 
     Returns:
       ``H g`` of the shape of ``g``. With an empty memory this is ``gamma * g``.
     """
     if g.ndim == 2:
-        return _two_loop_rows(mem, g, gamma)
+        return jax.vmap(lambda row: two_loop(mem, row, gamma))(g)
     m = mem.s.shape[0]
     # One gather puts the ring in chronological order (oldest first), so the loops below
     # index it with static (or loop-counter) positions: plain slices, the same for every
@@ -206,24 +205,6 @@ def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> 
     for i in range(m):  # oldest first
         b = rho[i] * jnp.dot(y[i], r)
         r = r + (alpha[i] - b) * s[i]
-    return r
-
-
-def _two_loop_rows(mem, g, gamma):
-    """:func:`two_loop` for f[n, d]: row i of the result is ``H g[i]`` (same arithmetic per row)."""
-    m = mem.s.shape[0]
-    order = (mem.head + jnp.arange(m)) % m
-    s, y, rho = mem.s[order], mem.y[order], mem.rho[order]
-    if gamma is None:
-        gamma = _scale_chrono(s, y, rho)
-    q, alpha = g, [None] * m
-    for i in reversed(range(m)):  # newest first
-        alpha[i] = rho[i] * (q @ s[i])  # f[n]
-        q = q - alpha[i][:, None] * y[i][None, :]
-    r = gamma * q
-    for i in range(m):  # oldest first
-        b = rho[i] * (r @ y[i])
-        r = r + (alpha[i] - b)[:, None] * s[i][None, :]
     return r
 
 
