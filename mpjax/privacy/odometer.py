@@ -441,8 +441,6 @@ def spend(state: OdometerState) -> tuple[OdometerState, jax.Array]:
     eps_k, delta_k = _composed(
         state.accountant, k, state.noise_multiplier, state.eps_step, state.delta_step, state.delta_total
     )
-    exact = state.status == STATUS_EXACT  # no release carries noise: nothing is spent
-    eps_k, delta_k = jnp.where(exact, 0.0, eps_k), jnp.where(exact, 0.0, delta_k)
     new = OdometerState(
         m=state.m,
         used=k,
