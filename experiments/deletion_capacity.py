@@ -372,17 +372,8 @@ def analyse(cfg, plan: Plan, res: dict, cache: dict) -> dict:
         ops, pos, applied = log(stages, s)
         sets = audit.present_after_requests(ops, pos, applied, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
         req_applied = applied[ops == ul.OP_DELETE]
-        out = np.full(len(sets), np.nan)
-        w_star = [None] * len(sets)
-        for i, (keep, ok) in enumerate(zip(sets, req_applied)):
-            if not ok:
-                continue
-            key = (stages[-1], s, keep.tobytes())
-            if key not in cache:
-                r = rows_s[keep]
-                cache[key] = audit.retrain(xs[r], ys[r], lam)
-            w_star[i] = cache[key]
-            out[i] = np.linalg.norm(np.asarray(cert[s, i], np.float64) - w_star[i])
+        out, w_star = audit.retrain_distances(xs, ys, rows_s, sets, cert[s], req_applied, lam,
+                                              cache.setdefault((stages[-1], s), {}))
         return out, req_applied, w_star
 
     out_c = res["outs"]["interleave"]

@@ -53,8 +53,9 @@ def present_after_requests(ops: np.ndarray, pos: np.ndarray, applied: np.ndarray
     return out
 
 
-def retrain_distances(xs, ys, rows, present_sets, cert, applied_requests, lam: float) -> np.ndarray:
-    """f64[R]: ``|cert[j] - W*|_F`` with ``W*`` retrained from scratch on ``present_sets[j]``; NaN if refused.
+def retrain_distances(xs, ys, rows, present_sets, cert, applied_requests, lam: float,
+                      cache: dict | None = None) -> tuple[np.ndarray, list]:
+    """``|cert[j] - W*_j|_F`` with ``W*_j`` retrained from scratch on ``present_sets[j]``.
 
     Args:
       xs, ys: the data table.
@@ -62,13 +63,26 @@ def retrain_distances(xs, ys, rows, present_sets, cert, applied_requests, lam: f
       present_sets: from :func:`present_after_requests`.
       cert: f[slots, K, d] the certified model of each request.
       applied_requests: bool[R].
+      lam: ridge strength.
+      cache: optional dict (present set's bytes -> W*) shared across calls that see the same
+        positions, so a set retrained once is not retrained again.
+
+    Returns:
+      ``(f64[R] distances, NaN where refused; [W*_j or None])``.
     """
+    cache = {} if cache is None else cache
     out = np.full(len(present_sets), np.nan)
+    w_star = [None] * len(present_sets)
     for j, (keep, ok) in enumerate(zip(present_sets, applied_requests)):
-        if ok:
+        if not ok:
+            continue
+        key = keep.tobytes()
+        if key not in cache:
             r = rows[keep]
-            out[j] = np.linalg.norm(np.asarray(cert[j], np.float64) - retrain(xs[r], ys[r], lam))
-    return out
+            cache[key] = retrain(xs[r], ys[r], lam)
+        w_star[j] = cache[key]
+        out[j] = np.linalg.norm(np.asarray(cert[j], np.float64) - w_star[j])
+    return out, w_star
 
 
 def feature_weight(w: np.ndarray, feature: int) -> float:

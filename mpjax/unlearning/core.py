@@ -457,19 +457,12 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
         applied_delete = applied & is_del
         # Per-row tables and statistics: one row (or one rank-one term), in place.
         sign = applied_insert.astype(jnp.int32) - applied_delete.astype(jnp.int32)
-        old_x = state.store.x[row] if mechanism == "polish" else None
         out_state = small._replace(
             present=state.present.at[row].set(jnp.where(sign != 0, sign > 0, was_present)),
             fingerprint=state.fingerprint.at[row].set(
                 jnp.where(applied_insert, fp, jnp.where(applied_delete, 0.0, state.fingerprint[row]))),
             suff=ridge.update(state.suff, x, y, sign) if mechanism == "exact" else None,
-            store=(pol.RowStore(
-                state.store.x.at[row].set(jnp.where(applied_insert, x.astype(dtype),
-                                                    jnp.where(applied_delete, 0.0, old_x))),
-                state.store.y.at[row].set(jnp.where(applied_insert, y.astype(dtype),
-                                                    jnp.where(applied_delete, 0.0, state.store.y[row]))),
-                jnp.where(applied_insert, jnp.maximum(state.store.high, row + 1), state.store.high))
-                   if mechanism == "polish" else None),
+            store=pol.store_update(state.store, row, x, y, sign) if mechanism == "polish" else None,
             events=state.events + 1,
         )
         nan = jnp.asarray(jnp.nan, dtype)

@@ -51,9 +51,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from mpjax import losses
-from mpjax.unlearning.ridge import gamma
+from mpjax.unlearning.ridge import distance_bound, gamma
 
-__all__ = ["RowStore", "PolishResult", "store_init", "store_add", "store_remove", "objective_gradient",
+__all__ = ["RowStore", "PolishResult", "store_init", "store_update", "store_add", "store_remove", "objective_gradient",
            "certified_distance", "polish"]
 
 
@@ -80,14 +80,24 @@ def store_init(num_rows: int, dim: int, num_outputs: int, dtype=None) -> RowStor
     return RowStore(jnp.zeros((n, dim), dtype), jnp.zeros((n, num_outputs), dtype), jnp.zeros((), jnp.int32))
 
 
+def store_update(store: RowStore, row, x, y, sign) -> RowStore:
+    """Writes ``(x, y)`` at ``row`` for ``sign > 0``, zeroes the row for ``sign < 0`` (nothing of a
+    deleted row stays in the store), leaves it for ``sign == 0``; like :func:`ridge.update`."""
+    def put(table, value):
+        value = jnp.where(sign > 0, value.astype(table.dtype), jnp.where(sign < 0, 0, table[row]))
+        return table.at[row].set(value.astype(table.dtype))
+
+    high = jnp.where(sign > 0, jnp.maximum(store.high, jnp.asarray(row, jnp.int32) + 1), store.high)
+    return RowStore(put(store.x, x), put(store.y, y), high)
+
+
 def store_add(store: RowStore, row, x, y) -> RowStore:
-    return RowStore(store.x.at[row].set(x.astype(store.x.dtype)), store.y.at[row].set(y.astype(store.y.dtype)),
-                    jnp.maximum(store.high, jnp.asarray(row, jnp.int32) + 1))
+    return store_update(store, row, x, y, 1)
 
 
 def store_remove(store: RowStore, row) -> RowStore:
     """Zeroes the row: nothing of a deleted row stays in the store."""
-    return store._replace(x=store.x.at[row].set(0), y=store.y.at[row].set(0))
+    return store_update(store, row, store.x[row], store.y[row], -1)
 
 
 def _blocks(store: RowStore):
@@ -144,10 +154,6 @@ def _gradient_and_allowance(fn: losses.Loss, store: RowStore, w, mu, x_norm, y_n
     return g, err
 
 
-def _bound(g_norm, err, mu, dk, dtype):
-    return (g_norm + err) / jnp.where(mu > 0, mu, 1.0) * (1 + gamma(dk + 4, dtype))
-
-
 def objective_gradient(loss: str, store: RowStore, w: jax.Array, n, lam: float) -> jax.Array:
     """``grad F(W)`` (f[K, d]) over the stored rows, ``n`` of them present."""
     g, _ = _gradient_and_allowance(losses.get(loss), store, w, _mu(n, lam, store.x.dtype), *_norms(store))
@@ -162,7 +168,7 @@ def certified_distance(loss: str, store: RowStore, w: jax.Array, n, lam: float) 
     dtype = store.x.dtype
     mu = _mu(n, lam, dtype)
     g, err = _gradient_and_allowance(losses.get(loss), store, w, mu, *_norms(store))
-    return jnp.where(mu > 0, _bound(jnp.linalg.norm(g), err, mu, w.size, dtype), jnp.linalg.norm(w))
+    return jnp.where(mu > 0, distance_bound(jnp.linalg.norm(g), err, mu, w.size, dtype), jnp.linalg.norm(w))
 
 
 def polish(loss: str, store: RowStore, n, w0: jax.Array, lam: float, delta: float, max_passes: int) -> PolishResult:
@@ -191,7 +197,7 @@ def polish(loss: str, store: RowStore, n, w0: jax.Array, lam: float, delta: floa
 
     def grad(w):
         g, err = _gradient_and_allowance(fn, store, w, mu, x_norm, y_norm)
-        return g, err, _bound(jnp.linalg.norm(g), err, mu, dk, dtype)
+        return g, err, distance_bound(jnp.linalg.norm(g), err, mu, dk, dtype)
 
     g0, err0, b0 = grad(w0)
     one = jnp.ones((), jnp.int32)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_factor, cho_solve
 
-__all__ = ["RidgeStats", "init", "update", "add", "remove", "solve", "gradient", "certified_distance", "gamma"]
+__all__ = ["RidgeStats", "init", "update", "add", "remove", "solve", "gradient", "certified_distance", "distance_bound", "gamma"]
 
 
 class RidgeStats(NamedTuple):
@@ -131,5 +131,10 @@ def certified_distance(stats: RidgeStats, w: jax.Array, lam: float) -> jax.Array
     wn = jnp.linalg.norm(w)
     err = (gamma(stats.updates + 1, dtype) * (wn * stats.mass_xx + stats.mass_xy)
            + gamma(d + 3, dtype) * (wn * (jnp.linalg.norm(stats.a) + mu) + jnp.linalg.norm(stats.b)))
-    bound = (jnp.linalg.norm(g) + err) / jnp.where(mu > 0, mu, 1.0) * (1 + gamma(d * k + 4, dtype))
-    return jnp.where(stats.n > 0, bound, wn)
+    return jnp.where(stats.n > 0, distance_bound(jnp.linalg.norm(g), err, mu, d * k, dtype), wn)
+
+
+def distance_bound(g_norm, err, mu, dk, dtype):
+    """``(|grad F| + err) / mu``, rounded up for the ``dk`` (= K d) terms of the norm: a bound on
+    ``|W - W*|_F`` for a ``mu``-strongly convex ``F`` (``mu = 0``: the caller's convention applies)."""
+    return (g_norm + err) / jnp.where(mu > 0, mu, 1.0) * (1 + gamma(dk + 4, dtype))
