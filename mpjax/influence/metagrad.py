@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax.influence.remat import scan_remat
-from mpjax.learners import memory_pair
 from mpjax.learners.base import Learner
 
 __all__ = [
