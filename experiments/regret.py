@@ -16,7 +16,6 @@ under ``--workdir``; ``--sweep`` adds ``summary.md`` and ``summary_grid.png``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -116,10 +115,6 @@ def _mesh(cfg):
     return common.seed_mesh() if cfg.shard_seeds else None
 
 
-_padded = common.padded_seeds
-_put = common.put_seeds
-
-
 class Schedules:
     """Every seed's stream, built once per (dataset, stream) and shared by the learners.
 
@@ -130,7 +125,7 @@ class Schedules:
     """
 
     def __init__(self, cfg, data, stream_kind, num_seeds, mesh):
-        self.kind, self.mesh, self.num_seeds = stream_kind, mesh, num_seeds
+        self.kind, self.mesh = stream_kind, mesh
         k = data.num_classes
         table = np.asarray(streams.stream_table(data, stream_kind), np.float32)
         targets = np.asarray(data.y, np.float32)
@@ -139,11 +134,11 @@ class Schedules:
         self.transform = streams.make_transform(data, stream_kind)
         opts = dict(cfg.stream_opts)
         is_image, raw_dim = data.image_shape is not None, data.raw.shape[1]
-        padded = _padded(num_seeds, mesh)
-        self.keys = _put(mesh, run_lib.seed_keys(cfg.seed, padded), True)
-        self.table = _put(mesh, table, False)
-        self.targets = _put(mesh, targets, False)
-        labels = _put(mesh, np.asarray(data.labels, np.int32), False)
+        padded = common.padded_seeds(num_seeds, mesh)
+        self.keys = common.put_seeds(mesh, run_lib.seed_keys(cfg.seed, padded), True)
+        self.table = common.put_seeds(mesh, table, False)
+        self.targets = common.put_seeds(mesh, targets, False)
+        labels = common.put_seeds(mesh, np.asarray(data.labels, np.int32), False)
 
         def build(keys, labels):
             # Labels are an argument, not a closure constant: XLA would constant-fold the schedule.
@@ -168,7 +163,7 @@ def run_learner(cfg, data, sched, algo, num_seeds):
     if algo != "rls":
         hyper["loss"] = cfg.loss
     x64 = bool(cfg.float64) or algo in cfg.float64_learners
-    padded = _padded(num_seeds, sched.mesh)
+    padded = common.padded_seeds(num_seeds, sched.mesh)
     with jax.enable_x64(x64):
         learner = learners.multi_output(learners.get(algo, **hyper), k)
         dim = data.x.shape[1]
@@ -207,8 +202,8 @@ def comparators(cfg, data, sched, rows, num_seeds):
     direction = np.asarray(sched.stream.direction)[:num_seeds]
     device = jax.devices()[0]
     with jax.enable_x64(True):
-        table_j = jax.device_put(np.asarray(sched.table_host, np.float64), device)
-        targets_j = jax.device_put(np.asarray(sched.targets_host, np.float64), device)
+        table_j = jax.devicecommon.put_seeds(np.asarray(sched.table_host, np.float64), device)
+        targets_j = jax.devicecommon.put_seeds(np.asarray(sched.targets_host, np.float64), device)
 
         def one(rows, aux, direction):
             def featurize(r, a):
@@ -228,7 +223,7 @@ def comparators(cfg, data, sched, rows, num_seeds):
         # LAPACK (the blocks' Cholesky factors) on one OpenBLAS thread: multithreaded OpenBLAS
         # spins for cores it does not get when the CPU is shared, and the blocks are small.
         with common.Stopwatch() as sw, common.single_threaded_blas():
-            args = [jax.device_put(np.asarray(a), device) for a in (rows, aux, direction)]
+            args = [jax.devicecommon.put_seeds(np.asarray(a), device) for a in (rows, aux, direction)]
             out = jax.jit(jax.vmap(one))(*args)
             out = jax.device_get(jax.block_until_ready(out))
     return (*out, sw.seconds)
@@ -387,7 +382,7 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
     """
     timings = {} if timings is None else timings
     steps = regret.log_steps(cfg.T)
-    curves, dyn_curves, rows_out = {}, {}, []
+    curves, rows_out = {}, []
     dim = data.x.shape[1]
     mesh = _mesh(cfg)
     cells = []
@@ -493,8 +488,6 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
         plot_cell(workdir / f"{name}.png", title, csv_steps, {algo: stats["regret"]},
                   {algo: stats["dynamic_regret"]} if "dynamic_regret" in frame else None)
         curves[algo] = stats["regret"]
-        if "dynamic_regret" in frame:
-            dyn_curves[algo] = stats["dynamic_regret"]
         rows_out.append({
             "dataset": data.name, "stream": stream_kind, "algo": algo, "provenance": data.provenance,
             "seeds": num_seeds, "n_slopes": vd["n_slopes"], "slope": s_mean, "slope_lo": s_lo, "slope_hi": s_hi,
