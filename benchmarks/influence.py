@@ -28,7 +28,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import cli
 from configs.regret import learner_defaults
@@ -73,12 +72,10 @@ def bench(name: str, dim: int, steps: int, repeats: int, retrains: bool, with_j5
     out = {"learner": name, "d": int(x.shape[1]), "K": data.num_classes, "T": steps, "levels": list(levels)}
 
     def forward(w):
-        final, _ = metagrad.train_weighted(lrn, state, x, y, order, w)
-        return metagrad.target_losses(lrn, final, tx[:1], ty[:1])
+        return _targets(lrn, state, x, y, order, w, tx[:1], ty[:1], None)
 
     def one_target(w, lv):
-        final, _ = metagrad.train_weighted(lrn, state, x, y, order, w, levels=lv)
-        return metagrad.target_losses(lrn, final, tx[:1], ty[:1])[0]
+        return _targets(lrn, state, x, y, order, w, tx[:1], ty[:1], lv)[0]
 
     run_models = name != "memorypair" or steps <= 10_000
     if run_models:
