@@ -3,8 +3,9 @@
     bash benchmarks/influence_gpu.sh                 # on the H200: preset h200, hard limit ~8 minutes
     python -m benchmarks.influence_gpu --preset=tiny # CPU smoke run (CI runs it as a test)
 
-Self-contained: imports only numpy, jax and mpjax (no ml_collections, absl or
-tensorflow-datasets, so it runs with the GPU machine's own Python) and never touches
+Self-contained: imports only numpy, jax, mpjax and ``experiments.common`` (standard
+library and numpy: its atomic writes; no ml_collections, absl or tensorflow-datasets, so it
+runs with the GPU machine's own Python) and never touches
 the network: the data are simulated CIFAR-10 (``mpjax.data.simulated``; labelled
 ``simulated`` in every output) unless ``--data_source=real`` finds the canonical files
 in the local cache.
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import common
 from mpjax.influence import cnn, lds
 from mpjax.influence.remat import balanced_levels
 
@@ -116,13 +118,6 @@ def load_images(cfg):
     return imgs[tr], labels[tr], imgs[tgt], labels[tgt], provenance, source
 
 
-def _write(out: pathlib.Path, name: str, text: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out / name)
-
-
 def _compile(fn, *args):
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -166,7 +161,7 @@ def _main(cfg, out) -> dict:
               "levels": list(levels), "timings": {}, "notes": []}
 
     def save():
-        _write(out, "influence_gpu.json", json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+        common.write_text(out / "influence_gpu.json", json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
 
     # 1. The forward: one training run with every weight 1.
     def forward(p, x, y, o, k, w):
@@ -255,7 +250,7 @@ def _main(cfg, out) -> dict:
         result["lds_drop_5pct"] = {"lds": mean, "ci_lo": lo_, "ci_hi": hi_, "n_targets": int(np.isfinite(per).sum()),
                                    "n_subsets": done}
         lines = ["target,lds"] + [f"{j},{v:.10g}" for j, v in enumerate(per)]
-        _write(out, "influence_gpu_lds_per_target.csv", "\n".join(lines) + "\n")
+        common.write_text(out / "influence_gpu_lds_per_target.csv", "\n".join(lines) + "\n")
         log(f"LDS (drop 5%, exact metagradient, {done} subsets, {cfg['targets']} targets): "
             f"{mean:.3f} [{lo_:.3f}, {hi_:.3f}]")
     else:
