@@ -67,7 +67,8 @@ def stream_features(data, kind: str, T: int, seed: int) -> tuple[np.ndarray, np.
 
 
 def perturbation_gap(learner, x, y, eps: float, seed: int = 0):
-    """Per step, float64: |W_t - W'_t| / eps and |W_t - W'_t| / |W_t| for |W_0 - W'_0| = eps."""
+    """Per step, float64: |W_t - W'_t| / eps, |W_t - W'_t| / |W_t| for |W_0 - W'_0| = eps, and the loss
+    of the unperturbed run (bitwise :func:`losses` in float64, tested; one run serves both)."""
     learner = learners.multi_output(learner, y.shape[1])
     with jax.enable_x64(True):
         state = learner.init(x.shape[1], jax.random.key(0))
@@ -76,14 +77,14 @@ def perturbation_gap(learner, x, y, eps: float, seed: int = 0):
 
         def body(carry, xy):
             a, b = carry
-            a, _ = learner.step(a, *xy)
+            a, loss = learner.step(a, *xy)
             b, _ = learner.step(b, *xy)
             gap = jnp.linalg.norm(a.w - b.w)
-            return (a, b), (gap / eps, gap / jnp.maximum(jnp.linalg.norm(a.w), 1e-300))
+            return (a, b), (gap / eps, gap / jnp.maximum(jnp.linalg.norm(a.w), 1e-300), loss)
 
         run = jax.jit(lambda s, o, x, y: jax.lax.scan(body, (s, o), (x, y))[1])
-        amp, rel = run(state, other, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64))
-        return np.asarray(amp), np.asarray(rel)
+        amp, rel, loss = run(state, other, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64))
+        return np.asarray(amp), np.asarray(rel), np.asarray(loss, np.float64)
 
 
 def losses(learner, x, y, x64: bool) -> np.ndarray:
@@ -178,9 +179,9 @@ def main(argv):
             for algo in cfg.algos:
                 hyper = dict(cfg.learners[algo])
                 learner = learners.get(algo, **hyper)
-                amp, rel = perturbation_gap(learner, x, y, cfg.eps)
+                amp, rel, loss64 = perturbation_gap(learner, x, y, cfg.eps)
                 r32 = float(losses(learner, x, y, False).sum()) - comp
-                r64 = float(losses(learner, x, y, True).sum()) - comp
+                r64 = float(loss64.sum()) - comp
                 curves[cell][algo] = amp
                 rows.append({"cell": cell, "algo": algo, "provenance": data.provenance, "T": cfg.T,
                              "max_amplification": float(amp.max()), "final_amplification": float(amp[-1]),

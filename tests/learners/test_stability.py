@@ -42,7 +42,17 @@ def stream_xy(name, kind, T, seed=42):
 
 
 def perturbation_gap(learner, x, y, eps=EPS):
-    return stability.perturbation_gap(learner, x, y, eps)
+    amp, rel, _ = stability.perturbation_gap(learner, x, y, eps)
+    return amp, rel
+
+
+@pytest.mark.parametrize("name", list(learners.LEARNERS))
+def test_the_perturbation_runs_unperturbed_side_is_the_float64_run(name):
+    """The experiment takes the float64 regret from the perturbation run: bitwise the separate run."""
+    x, y = stream_xy("covtype", "adv", 500)
+    learner = learners.get(name, **HYPER[name])
+    np.testing.assert_array_equal(stability.perturbation_gap(learner, x, y, EPS)[2],
+                                  stability.losses(learner, x, y, True))
 
 
 @pytest.mark.parametrize("name", list(learners.LEARNERS))
