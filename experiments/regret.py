@@ -202,8 +202,8 @@ def comparators(cfg, data, sched, rows, num_seeds):
     direction = np.asarray(sched.stream.direction)[:num_seeds]
     device = jax.devices()[0]
     with jax.enable_x64(True):
-        table_j = jax.devicecommon.put_seeds(np.asarray(sched.table_host, np.float64), device)
-        targets_j = jax.devicecommon.put_seeds(np.asarray(sched.targets_host, np.float64), device)
+        table_j = jax.device_put(np.asarray(sched.table_host, np.float64), device)
+        targets_j = jax.device_put(np.asarray(sched.targets_host, np.float64), device)
 
         def one(rows, aux, direction):
             def featurize(r, a):
@@ -223,7 +223,7 @@ def comparators(cfg, data, sched, rows, num_seeds):
         # LAPACK (the blocks' Cholesky factors) on one OpenBLAS thread: multithreaded OpenBLAS
         # spins for cores it does not get when the CPU is shared, and the blocks are small.
         with common.Stopwatch() as sw, common.single_threaded_blas():
-            args = [jax.devicecommon.put_seeds(np.asarray(a), device) for a in (rows, aux, direction)]
+            args = [jax.device_put(np.asarray(a), device) for a in (rows, aux, direction)]
             out = jax.jit(jax.vmap(one))(*args)
             out = jax.device_get(jax.block_until_ready(out))
     return (*out, sw.seconds)
