@@ -255,8 +255,9 @@ def purge(state: MemoryPairState, tag: jax.Array | int) -> MemoryPairState:
 
     Empties the pair of the block that held the sample (the newest stored pair whose
     block began at or before ``tag``) and every later pair, and drops the pair being
-    measured (a sample of that block reaches no stored pair). Later pairs go too because each was measured along H x with an H that
-    contained the sample's pair; a sample older than every stored pair therefore
+    measured (a sample of that block reaches no stored pair). Later pairs go too because
+    each was measured along H x with an H that contained the sample's pair; a sample
+    older than every stored pair therefore
     empties the whole memory. Tags must grow with insertion order. Exact unlearning
     needs more than this (the weights carry the sample too): see :func:`restart`.
     """
