@@ -370,15 +370,12 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             keys = run_lib.seed_keys(args.seed, seeds)
             # Seeds split over the host devices (one per core) when they divide evenly, as the
             # experiments run them; one seed stays on one device.
-            mesh = common.seed_mesh() if seeds > 1 and seeds % max(jax.device_count(), 1) == 0 else None
+            mesh = common.seed_mesh(seeds)
             keys, stream = (common.put_seeds(mesh, tree, True) for tree in (keys, stream))
             table_s, targets_s = (common.put_seeds(mesh, a, False) for a in (table, targets))
 
-            # The initial state is built inside the compiled program, as the experiments do: given
-            # as an argument instead, Memory-Pair's scan ran 3x slower per step (measured).
             def one(key, stream, table, targets, learner=learner):
-                state = learner.init(d, run_lib.purpose_key(key, run_lib.TAG_INIT))
-                return run_lib.run(learner, state, table, targets, stream)[1]
+                return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             compile_s, compiled = _timed(lambda: jax.jit(jax.vmap(one, in_axes=(0, 0, None, None))).lower(
                 keys, stream, table_s, targets_s).compile())

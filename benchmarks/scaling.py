@@ -81,7 +81,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
 
     x, y, labels = _data(n, d)
     learner = learners.multi_output(learners.get(name, **dict(learner_defaults()[name])), K)
-    mesh = common.seed_mesh() if seeds % max(jax.device_count(), 1) == 0 and seeds > 1 else None
+    mesh = common.seed_mesh(seeds)
     keys = run_lib.seed_keys(0, seeds)
     stream = jax.jit(jax.vmap(lambda k: streams.make_stream(
         "iid", run_lib.purpose_key(k, run_lib.TAG_STREAM), labels, T, num_classes=K, is_image=False,
@@ -91,8 +91,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
 
     def program(keys, stream, table, targets):
         def one(key, st):
-            state = learner.init(d, run_lib.purpose_key(key, run_lib.TAG_INIT))
-            return run_lib.run(learner, state, table, targets, st)[1].loss
+            return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
         return jax.vmap(one)(keys, stream)
 

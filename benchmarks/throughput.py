@@ -178,12 +178,8 @@ def time_jax(
     aux = jnp.zeros((T,), table.dtype)
     direction = jnp.zeros((d,), table.dtype)
 
-    # The initial state is built inside the compiled program, as the experiments do: given as
-    # an argument instead, Memory-Pair's scan ran 3x slower per step (measured, benchmarks.peers).
     def one(key, idx, table, targets):
-        state = learner.init(d, run_lib.purpose_key(key, run_lib.TAG_INIT))
-        stream = _Stream(idx, aux, direction)
-        final, trace = run_lib.run(learner, state, table, targets, stream, unroll=unroll)
+        final, trace = run_lib.run_seed(learner, d, key, table, targets, _Stream(idx, aux, direction), unroll=unroll)
         return final.w, trace
 
     fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))

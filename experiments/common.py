@@ -371,13 +371,18 @@ def configure_cpu_devices(cpu_devices: int = 0) -> int:
     return int(n)
 
 
-def seed_mesh():
-    """A one-axis ("seeds") mesh over every device, or None with a single device."""
+def seed_mesh(num_seeds: int | None = None):
+    """A one-axis ("seeds") mesh over every device, or None with a single device.
+
+    With ``num_seeds``, also None unless there are at least 2 seeds and they split evenly
+    over the devices (for callers that do not pad, see :func:`padded_seeds`).
+    """
     import jax
 
-    if jax.device_count() < 2:
+    n = jax.device_count()
+    if n < 2 or (num_seeds is not None and (num_seeds < 2 or num_seeds % n)):
         return None
-    return jax.make_mesh((jax.device_count(),), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
+    return jax.make_mesh((n,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def padded_seeds(num_seeds: int, mesh) -> int:

@@ -170,9 +170,7 @@ def run_learner(cfg, data, sched, algo, num_seeds):
 
         def program(keys, stream, table, targets):
             def one(key, stream):
-                state = learner.init(dim, run_lib.purpose_key(key, run_lib.TAG_INIT))
-                _, trace = run_lib.run(learner, state, table, targets, stream, sched.transform, cfg.unroll)
-                return trace
+                return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
             return jax.vmap(one)(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream))
 
