@@ -362,15 +362,21 @@ def analyse(cfg, plan: Plan, res: dict, cache: dict) -> dict:
     rows, rows_inj = np.asarray(plan.rows), np.asarray(plan.rows_inj)
     delta = float(cfg.privacy.polish_delta)
 
+    memo = {}
+
     def log(stages, s):
-        ops = np.concatenate([plan.stages[n][0] for n in stages])
-        pos = np.concatenate([plan.stages[n][1][s] for n in stages])
-        applied = np.concatenate([np.asarray(res["outs"][n].applied[s]) for n in stages])
-        return ops, pos, applied
+        """``(ops, positions, applied, present set after each delete request)`` of seed ``s``."""
+        key = (tuple(stages), s)
+        if key not in memo:
+            ops = np.concatenate([plan.stages[n][0] for n in stages])
+            pos = np.concatenate([plan.stages[n][1][s] for n in stages])
+            applied = np.concatenate([np.asarray(res["outs"][n].applied[s]) for n in stages])
+            sets = audit.present_after_requests(ops, pos, applied, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
+            memo[key] = ops, pos, applied, sets
+        return memo[key]
 
     def distances(stages, rows_s, cert, s):
-        ops, pos, applied = log(stages, s)
-        sets = audit.present_after_requests(ops, pos, applied, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
+        ops, _, applied, sets = log(stages, s)
         req_applied = applied[ops == ul.OP_DELETE]
         out, w_star = audit.retrain_distances(xs, ys, rows_s, sets, cert[s], req_applied, lam,
                                               cache.setdefault((stages[-1], s), {}))
@@ -402,15 +408,17 @@ def analyse(cfg, plan: Plan, res: dict, cache: dict) -> dict:
     x_test, l_test = np.asarray(plan.x_test), np.asarray(plan.labels_test)
     retrain_acc = {"rows_present_at_end": [], "all_rows_inserted": []}
     for s in range(S):
-        ops, pos, app = log(["calibrate", "learn", "interleave"], s)
-        kept = audit.present_after_requests(ops, pos, app, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)
+        ops, pos, app, kept = log(["calibrate", "learn", "interleave"], s)
         final = kept[-1] if ops[-1] == ul.OP_DELETE else None
-        inserted = np.unique(pos[app & (ops != ul.OP_DELETE)])
+        inserted = np.unique(pos[app & (ops != ul.OP_DELETE)]).astype(np.int64)  # keyed like the sets
+        seed_cache = cache.setdefault(("interleave", s), {})
         for name, keep in (("rows_present_at_end", final), ("all_rows_inserted", inserted)):
             if keep is None:
                 retrain_acc[name].append(float("nan"))
                 continue
-            w = audit.retrain(xs[rows[s][keep]], ys[rows[s][keep]], lam)
+            if keep.tobytes() not in seed_cache:
+                seed_cache[keep.tobytes()] = audit.retrain(xs[rows[s][keep]], ys[rows[s][keep]], lam)
+            w = seed_cache[keep.tobytes()]
             retrain_acc[name].append(float(np.mean(np.argmax(x_test @ w.T, axis=1) == l_test)))
     sig = np.stack([p["sigma"] for p in per_seed])[applied]
 
@@ -445,8 +453,7 @@ def analyse(cfg, plan: Plan, res: dict, cache: dict) -> dict:
             ref = w_stars[0][i]
         else:
             i, sens, ref_name = ok0[0], float(res["odometer"].sensitivity[0]), "online learner replayed without the row"
-            ops, pos, app0 = log(["calibrate", "learn", "interleave"], 0)
-            keep = audit.present_after_requests(ops, pos, app0, [], ul.OP_INSERT, ul.OP_DELETE, ul.OP_CALIBRATE)[i]
+            keep = log(["calibrate", "learn", "interleave"], 0)[3][i]
             mask = np.zeros(plan.num_positions, bool)
             mask[keep] = True
             ref = np.asarray(replay_fn(plan)(plan.rows[0], jax.device_put(mask), plan.xs, plan.ys))
