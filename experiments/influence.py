@@ -459,7 +459,7 @@ def action_lds(cfg, path: pathlib.Path, p: Problem, meta: dict) -> list[dict]:
     ckpt = path / "checkpoints"
     labels = [(q, False) for q in _split(cfg.protocols)] + [(q, True) for q in _split(cfg.cross_order)]
     s = int(cfg.num_subsets)
-    rows, per_target = [], []
+    rows, per_target, written = [], [], {}
     meta["timings"]["retrain_s"] = {}
     with tqdm(total=s * len(labels), desc="retrains", unit="model", file=sys.stderr, dynamic_ncols=True) as bar:
         for q, own in labels:
@@ -470,7 +470,8 @@ def action_lds(cfg, path: pathlib.Path, p: Problem, meta: dict) -> list[dict]:
             actual, secs = retrain_chunked(p, masks, orders, label, ckpt, meta["run_hash"], bar)
             meta["timings"]["retrain_s"][label] = secs
             extra = {} if orders is None else {"orders": orders.astype(np.int32)}
-            common.write_npz(path / f"masks_{label}.npz", masks=masks.astype(np.uint8), train_rows=p.train_rows,
+            written[label] = masks.astype(np.uint8), actual  # what the files hold, for the figure below
+            common.write_npz(path / f"masks_{label}.npz", masks=written[label][0], train_rows=p.train_rows,
                              **extra)
             common.write_npz(path / f"actual_{label}.npz", actual=actual, target_rows=p.target_rows)
             for method, tau in scores.items():
@@ -490,10 +491,7 @@ def action_lds(cfg, path: pathlib.Path, p: Problem, meta: dict) -> list[dict]:
     plot_lds(path / "lds.png", rows, p)
     if "metagradient" in scores:
         q = "drop_5pct" if "drop_5pct" in _split(cfg.protocols) else _split(cfg.protocols)[0]
-        with np.load(path / f"masks_{q}.npz") as z:
-            masks = z["masks"]
-        with np.load(path / f"actual_{q}.npz") as z:
-            actual = z["actual"]
+        masks, actual = written[q]
         plot_predicted_vs_actual(path / "predicted_vs_actual.png", masks, actual, scores["metagradient"], q, p)
         if p.data.image_shape is not None:
             plot_top_influencers(path / "top_influencers.png", scores["metagradient"], p)
