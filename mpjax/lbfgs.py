@@ -208,6 +208,15 @@ def two_loop(mem: LbfgsMemory, g: jax.Array, gamma: jax.Array | None = None) -> 
     return r
 
 
+def _chronological(mem: LbfgsMemory):
+    """``(s, y, rho, valid)`` of the pairs oldest first, empty slots' ``s`` and ``y`` zeroed."""
+    m = mem.s.shape[0]
+    order = (mem.head + jnp.arange(m)) % m
+    valid = mem.rho[order] != 0
+    return (jnp.where(valid[:, None], mem.s[order], 0), jnp.where(valid[:, None], mem.y[order], 0),
+            mem.rho[order], valid)
+
+
 def _scale_chrono(s, y, rho):
     """:func:`initial_scale` for pairs already in chronological order (oldest first)."""
     m = s.shape[0]
@@ -248,13 +257,10 @@ def compact_inverse(mem: LbfgsMemory, gamma: jax.Array | None = None) -> Compact
     Empty slots get zero rows in ``phi`` and a unit diagonal in R, so they add
     nothing. Cost O(m^2 d + m^3); applying it costs three small matrix products.
     """
-    m = mem.s.shape[0]
-    order = (mem.head + jnp.arange(m)) % m
-    valid = mem.rho[order] != 0
-    s = jnp.where(valid[:, None], mem.s[order], 0)
-    y = jnp.where(valid[:, None], mem.y[order], 0)
+    s, y, rho, valid = _chronological(mem)
+    m = s.shape[0]
     if gamma is None:
-        gamma = _scale_chrono(s, y, mem.rho[order])
+        gamma = _scale_chrono(s, y, rho)
     sy = s @ y.T  # sy[i, j] = s_i . y_j
     diag = jnp.where(valid, jnp.diagonal(sy), 1.0)
     upper = jnp.triu(sy, k=1)
@@ -286,10 +292,7 @@ def compact_form(mem: LbfgsMemory, gamma: jax.Array | None = None):
     if gamma is None:
         gamma = initial_scale(mem)
     sigma = 1.0 / gamma
-    order = (mem.head + jnp.arange(m)) % m
-    valid = mem.rho[order] != 0
-    s = jnp.where(valid[:, None], mem.s[order], 0)  # f[m, d], oldest first
-    y = jnp.where(valid[:, None], mem.y[order], 0)
+    s, y, _, valid = _chronological(mem)  # f[m, d], oldest first
     sy = s @ y.T  # sy[i, j] = s_i . y_j
     lower = jnp.tril(sy, k=-1)  # L: i > j (pair i newer than pair j)
     diag = jnp.diagonal(sy)
