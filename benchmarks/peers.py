@@ -26,8 +26,10 @@ tool can only do something else (listed in the output's ``notes``):
 - NumPy: the per-step loops of ``benchmarks.numpy_ref`` (same math and defaults as the
   mpjax learners), once per class output, with ``OPENBLAS_NUM_THREADS=1``.
 - mpjax: every learner, ``learners.multi_output(learners.get(name), 7)`` with its default
-  hyper-parameters, one ``lax.scan`` per stream, seeds by ``vmap`` (1, 32, 128), each
-  seed its own ``iid`` order (seed 0's is the peers' stream). Compiled ahead of time and
+  hyper-parameters, one ``lax.scan`` per stream, seeds (1, 32, 128) sharded over one
+  host device per core and vmapped in batches of ``configs.regret.seeds_per_batch_defaults``
+  on each (ONS one seed at a time), each seed its own ``iid`` order (seed 0's is the
+  peers' stream). Compiled ahead of time and
   called once untimed; the streams are built before (``stream_s``). Seed 0's first
   losses are checked against the NumPy loops (``numpy_losses_agree``).
 
@@ -71,6 +73,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import cli  # noqa: E402
+from configs.regret import seeds_per_batch_defaults  # noqa: E402
 
 __all__ = ["PEERS", "main", "parse_args"]
 
@@ -79,6 +82,7 @@ PEERS = ("vw_cpp_csoaa", "vw_cpp_oaa", "vw_python", "river_sgd", "river_adagrad"
 _PEER_MODULE = {"vw": "vowpalwabbit", "river": "river", "sklearn": "sklearn"}
 _PEER_DIST = {"vowpalwabbit": "vowpalwabbit", "river": "river", "sklearn": "scikit-learn"}
 REFERENCE = "vw_cpp_csoaa"
+PER_BATCH = dict(seeds_per_batch_defaults())  # seeds vmapped together per device, as in the experiments
 K = 7
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "peers.json"
 _SMOKE = {"T": 2_000, "T_loop": 300, "T_slow": 60, "n": 5_000, "work": 8_000, "min_T": 500, "rounds": 1,
@@ -377,7 +381,9 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             def one(key, stream, table, targets, learner=learner):
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
-            compile_s, compiled = _timed(lambda: jax.jit(jax.vmap(one, in_axes=(0, 0, None, None))).lower(
+            # As the experiments run them: on each device, batches of seeds_per_batch seeds.
+            over_seeds = common.map_seeds(one, mesh, PER_BATCH[name], num_shared=2)
+            compile_s, compiled = _timed(lambda: jax.jit(over_seeds).lower(
                 keys, stream, table_s, targets_s).compile())
 
             def run(compiled=compiled, keys=keys, stream=stream, table=table_s, targets=targets_s):
@@ -387,6 +393,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
             jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
                             run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
+                                                    "seeds_per_batch": PER_BATCH[name],
                                                     "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 

@@ -74,7 +74,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
     """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
     import jax
 
-    from configs.regret import learner_defaults
+    from configs.regret import learner_defaults, seeds_per_batch_defaults
     from experiments import common
     from mpjax import learners, streams
     from mpjax import run as run_lib
@@ -89,11 +89,10 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
     keys, stream = (common.put_seeds(mesh, a, True) for a in (keys, stream))
     table, targets = (common.put_seeds(mesh, a, False) for a in (x, y))
 
-    def program(keys, stream, table, targets):
-        def one(key, st):
-            return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
+    def one(key, st, table, targets):
+        return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-        return jax.vmap(one)(keys, stream)
+    program = common.map_seeds(one, mesh, seeds_per_batch_defaults()[name], num_shared=2)
 
     t0 = time.perf_counter()
     compiled = jax.jit(program).lower(keys, stream, table, targets).compile()

@@ -168,11 +168,13 @@ def run_learner(cfg, data, sched, algo, num_seeds):
         learner = learners.multi_output(learners.get(algo, **hyper), k)
         dim = data.x.shape[1]
 
-        def program(keys, stream, table, targets):
-            def one(key, stream):
-                return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
+        def one(key, stream, table, targets):
+            return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
-            return jax.vmap(one)(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream))
+        over_seeds = common.map_seeds(one, sched.mesh, cfg.seeds_per_batch[algo], num_shared=2)
+
+        def program(keys, stream, table, targets):
+            return over_seeds(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream), table, targets)
 
         args = (sched.keys, sched.stream, sched.table, sched.targets)
         with common.Stopwatch() as compile_time:

@@ -208,9 +208,14 @@ def test_unknown_values_get_a_one_line_error_listing_valid_ones():
 
 
 def test_sharded_seeds_are_bit_identical_to_one_device(tmp_path):
-    """Every learner: seeds sharded over 3 host devices (7 seeds, so padded) == one device, bit for bit."""
+    """Every learner: seeds sharded over 3 host devices (7 seeds, so padded) == one device, bit for bit.
+
+    ONS runs one seed at a time (its default), Memory-Pair and SGD in batches of 2 (so the
+    batches and their remainders fall differently on 1 and 3 devices), the others in one vmap.
+    """
     common_args = ["--dataset=covtype", "--stream=adv", "--algo=all", "--T=1200", "--num_seeds=7",
-                   "--data_source=simulated", "--config.max_rows=3000", "--config.compilation_cache="]
+                   "--data_source=simulated", "--config.max_rows=3000", "--config.compilation_cache=",
+                   "--config.seeds_per_batch.memorypair=2", "--config.seeds_per_batch.sgd=2"]
     a = _cli(*common_args, "--config.cpu_devices=1", f"--workdir={tmp_path / 'a'}")
     assert a.returncode == 0, a.stderr[-2000:]
     b = _cli(*common_args, "--config.cpu_devices=3", f"--workdir={tmp_path / 'b'}")
@@ -331,3 +336,36 @@ def test_a_small_default_style_run_prints_no_warnings(tmp_path):
     # Only the progress bar writes to stderr.
     for line in out.stderr.replace("\r", "\n").splitlines():
         assert not line.strip() or line.startswith("regret"), line
+
+
+@pytest.mark.parametrize("seeds_per_batch", [0, 1, 2, 3, 8])
+def test_map_seeds_batches_equal_one_seed_at_a_time(seeds_per_batch):
+    """common.map_seeds on one device: every seed's trace equals the seed run alone (7 seeds, ONS)."""
+    import jax
+
+    from mpjax import learners, streams
+    from mpjax import run as run_lib
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((300, 6)).astype(np.float32)
+    labels = rng.integers(0, 3, 300).astype(np.int32)
+    targets = np.eye(3, dtype=np.float32)[labels]
+    learner = learners.multi_output(learners.get("ons"), 3)
+    keys = run_lib.seed_keys(0, 7)
+    stream = jax.vmap(lambda k: streams.make_stream("iid", k, labels, 200, num_classes=3, is_image=False,
+                                                    raw_dim=6))(keys)
+
+    def one(key, st, table, targets):
+        return run_lib.run_seed(learner, 6, key, table, targets, st)[1].loss
+
+    got = np.asarray(jax.jit(common.map_seeds(one, None, seeds_per_batch, num_shared=2))(keys, stream, table, targets))
+    assert got.shape == (7, 200)
+    alone = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+    for s in range(7):
+        want = np.asarray(alone(keys[s:s + 1], jax.tree.map(lambda a: a[s:s + 1], stream), table, targets))[0]
+        if seeds_per_batch == 1:
+            np.testing.assert_array_equal(got[s], want)  # the same program, seed by seed
+        else:
+            np.testing.assert_allclose(got[s], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="seeds_per_batch"):
+        common.map_seeds(one, None, -1)
