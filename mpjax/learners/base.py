@@ -18,7 +18,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Learner", "from_wstep", "multi_output", "check_positive", "check_nonnegative", "safe_norm", "clip_scale", "grad_clip"]
+__all__ = ["Learner", "from_wstep", "multi_output", "check_positive", "check_nonnegative", "safe_norm", "clip_scale", "clipped_coefficient",
+           "grad_clip"]
 
 
 class Learner(NamedTuple):
@@ -98,14 +99,29 @@ def safe_norm(v: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
-def grad_clip(g: jax.Array, clip_norm: float | None) -> jax.Array:
+def grad_clip(g: jax.Array, clip_norm: float | None, norm: jax.Array | None = None) -> jax.Array:
     """Scales ``g`` down to norm ``clip_norm`` (no-op when ``clip_norm`` is None).
 
-    Differentiable everywhere in reverse mode, the origin included (:func:`safe_norm`).
+    ``norm``: |g| when the caller has it more cheaply (a linear model's ``|l'| |x|``, see
+    :func:`clipped_coefficient`); default :func:`safe_norm` of ``g``. Differentiable
+    everywhere in reverse mode, the origin included.
     """
     if clip_norm is None:
         return g
-    return g * clip_scale(safe_norm(g), clip_norm)
+    return g * clip_scale(safe_norm(g) if norm is None else norm, clip_norm)
+
+
+def clipped_coefficient(dmargin: jax.Array, x: jax.Array, clip_norm: float | None) -> jax.Array:
+    """``a`` with ``a x = grad_clip(dmargin x, clip_norm)``: a linear model's clipped loss gradient.
+
+    The norm is taken as ``|dmargin| |x|`` (the same up to rounding, NaN-safe at 0), and
+    ``dmargin`` may have any shape (one per output). |x| does not depend on the model, so
+    under a ``vmap`` over outputs, seeds or retrains it is computed once per sample instead
+    of once per copy of the weights.
+    """
+    if clip_norm is None:
+        return dmargin
+    return dmargin * clip_scale(jnp.abs(dmargin) * safe_norm(x), clip_norm)
 
 
 def clip_scale(norm: jax.Array, clip_norm: float) -> jax.Array:

@@ -88,7 +88,7 @@ import jax
 import jax.numpy as jnp
 
 from mpjax import lbfgs, losses
-from mpjax.learners.base import Learner, check_positive, clip_scale, from_wstep, safe_norm
+from mpjax.learners.base import Learner, check_positive, clipped_coefficient, from_wstep
 
 __all__ = ["MemoryPairState", "NO_BLOCK", "make", "insert", "restart", "purge", "precondition", "eigen_bounds"]
 
@@ -176,13 +176,6 @@ def make(
     return from_wstep(init, wstep, predict, loss_fn, hyper, multi if fn.name == "squared" else None)
 
 
-def _clipped_coefficient(dz, x, clip_norm):
-    """a with clip(l' x) = a x: l' (any shape) scaled down so that |a x| <= clip_norm (NaN-safe at 0)."""
-    if clip_norm is None:
-        return dz
-    return dz * clip_scale(jnp.abs(dz) * safe_norm(x), clip_norm)
-
-
 def _vmapped(state: MemoryPairState) -> bool:
     """A K-output state made by vmapping the scalar learner (one memory per output)."""
     return state.memory.s.ndim == 3
@@ -205,10 +198,10 @@ def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
     z = w_rows @ x
     y_rows = jnp.reshape(y, z.shape)
     loss = jnp.sum(fn.margin_value(z, y_rows))
-    a = weight * _clipped_coefficient(fn.dmargin(z, y_rows), x, hyper.clip_norm)
+    a = weight * clipped_coefficient(fn.dmargin(z, y_rows), x, hyper.clip_norm)
     uv = lbfgs.apply_inverse(state.inverse, jnp.concatenate([x[None, :], w_rows]))
     u, v = uv[0], uv[1:]
-    q = jnp.dot(x, u)
+    q = jnp.dot(u, x)  # the state's vector first: under a vmap it is the batched matrix (no transpose)
     eta = hyper.learning_rate * jax.lax.rsqrt(jnp.asarray(state.t + 1, dtype))
     alpha = eta / (1.0 + eta * q)
     w = (w_rows - alpha * (a[:, None] * u[None, :] + lam * v)).reshape(state.w.shape)
@@ -220,7 +213,7 @@ def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
     probe_tag = jnp.where(start, jnp.asarray(tag, jnp.int32), state.probe_tag)
     # One memory: h is the same for every output (squared loss), or there is one output.
     h = _curvature(fn)(z, y) if state.w.ndim == 1 else 1.0
-    hv = (weight * h * jnp.dot(x, probe)) * x
+    hv = (weight * h * jnp.dot(probe, x)) * x
     probe_hv = jnp.where(start, hv, state.probe_hv + hv)
     end = (state.t + 1) % block == 0
 

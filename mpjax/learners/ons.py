@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from mpjax import losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive, from_wstep, grad_clip
+from mpjax.learners.base import Learner, check_nonnegative, check_positive, clipped_coefficient, from_wstep
 from mpjax.learners.sgd import project_l2_ball
 
 __all__ = ["OnsState", "make"]
@@ -77,9 +77,9 @@ def make(
         return OnsState(w, jnp.eye(dim, dtype=w.dtype) / epsilon, jnp.zeros((), jnp.int32))
 
     def wstep(state, x, y, weight):
-        z = jnp.dot(x, state.w)
+        z = jnp.dot(state.w, x)  # w first: under a vmap the weights are the batched matrix (no transpose)
         loss = fn.margin_value(z, y)
-        g = weight * grad_clip(fn.dmargin(z, y) * x, clip_norm) + l2 * state.w
+        g = (weight * clipped_coefficient(fn.dmargin(z, y), x, clip_norm)) * x + l2 * state.w
         v = state.a_inv @ g
         denom = 1.0 + jnp.dot(g, v)
         a_inv = state.a_inv - jnp.outer(v, v) / denom
@@ -89,7 +89,7 @@ def make(
         return OnsState(w, a_inv, state.t + 1), loss
 
     def predict(state, x):
-        return jnp.dot(x, state.w)
+        return jnp.dot(state.w, x)
 
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)

@@ -46,7 +46,7 @@ def make(l2: float = 1e-3, loss: str = "squared") -> Learner:
         return RlsState(w, jnp.eye(dim, dtype=w.dtype) / l2, jnp.zeros((), jnp.int32))
 
     def wstep(state, x, y, weight):
-        e = y - jnp.dot(x, state.w)
+        e = y - jnp.dot(state.w, x)
         u = state.p @ x
         denom = 1.0 + weight * jnp.dot(x, u)
         w = state.w + (weight * e / denom) * u
@@ -54,7 +54,7 @@ def make(l2: float = 1e-3, loss: str = "squared") -> Learner:
         return RlsState(w, p, state.t + 1), 0.5 * e * e
 
     def predict(state, x):
-        return jnp.dot(x, state.w)
+        return jnp.dot(state.w, x)
 
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)

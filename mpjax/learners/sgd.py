@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import optax
 
 from mpjax import losses
-from mpjax.learners.base import Learner, check_nonnegative, check_positive, clip_scale, from_wstep, grad_clip, safe_norm
+from mpjax.learners.base import (Learner, check_nonnegative, check_positive, clip_scale, grad_clip,
+                                 from_wstep, safe_norm)
 
 __all__ = ["SgdState", "make", "project_l2_ball"]
 
@@ -90,9 +91,11 @@ def _first_order_learner(tx, fn, clip_norm, radius, state_cls):
         return state_cls(w, tx.init(w), jnp.zeros((), jnp.int32))
 
     def wstep(state, x, y, weight):
-        z = jnp.dot(x, state.w)
+        z = jnp.dot(state.w, x)  # w first: under a vmap the weights are the batched matrix (no transpose)
         loss = fn.margin_value(z, y)
-        g = weight * grad_clip(fn.dmargin(z, y) * x, clip_norm)
+        dz = fn.dmargin(z, y)
+        # |l' x| = |l'| |x|: |x| is shared by every copy of w under a vmap (outputs, seeds, retrains).
+        g = weight * grad_clip(dz * x, clip_norm, norm=jnp.abs(dz) * safe_norm(x))
         updates, opt_state = tx.update(g, state.opt_state, state.w)
         w = optax.apply_updates(state.w, updates)
         if radius is not None:
@@ -100,7 +103,7 @@ def _first_order_learner(tx, fn, clip_norm, radius, state_cls):
         return state_cls(w.astype(state.w.dtype), opt_state, state.t + 1), loss
 
     def predict(state, x):
-        return jnp.dot(x, state.w)
+        return jnp.dot(state.w, x)
 
     def loss_fn(state, x, y):
         return fn.value(state.w, x, y)
