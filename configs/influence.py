@@ -52,6 +52,7 @@ def get_config(arg=None) -> ConfigDict:
     c.protocols = "drop_1pct,drop_5pct,alpha_0.5"
     c.cross_order = "drop_5pct"  # these protocols again, every subset in its own order ("" : none)
     c.retrain_chunk = 50  # retrains per compiled call (one checkpoint file each)
+    c.retrain_batch = 10  # retrains per vmap inside a call, batches in sequence (0: all; speed only)
     c.num_boot = 2000
 
     # Smoothness: finite differences of the actual retrain.

@@ -70,7 +70,7 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TAG_SPLIT, TAG_INIT, TAG_ORDER, TAG_MASKS, TAG_OWN_ORDER, TAG_SMOOTH = 11, 12, 13, 14, 15, 16
 
 _NAMED = ("action", "run_id", "force", "what", "dataset", "learner")
-_NON_RESULT = ("action", "run_id", "force", "what", "root", "retrain_chunk", "target_chunk")
+_NON_RESULT = ("action", "run_id", "force", "what", "root", "retrain_chunk", "retrain_batch", "target_chunk")
 _LDS_ONLY = ("num_subsets", "protocols", "cross_order", "num_boot")
 
 FLAGS = flags.FLAGS
@@ -181,6 +181,9 @@ def check_config(cfg) -> None:
         raise ValueError(f"num_subsets (S) must be >= {lds.MIN_SUBSETS}, got {cfg.num_subsets}")
     if int(cfg.epochs) < 1 or int(cfg.num_levels) < 1:
         raise ValueError(f"epochs and num_levels must be >= 1, got {cfg.epochs}, {cfg.num_levels}")
+    for field in ("retrain_chunk", "retrain_batch", "target_chunk"):
+        if int(cfg[field]) < 0:
+            raise ValueError(f"{field} must be >= 0 (0: all at once), got {cfg[field]}")
     unknown = [m for m in _split(cfg.methods) if m not in METHODS]
     if unknown or not _split(cfg.methods):
         raise ValueError(f"methods must be a comma list from {', '.join(METHODS)}, got {cfg.methods!r}")
@@ -332,7 +335,7 @@ def _retrain_fn(p: Problem):
         lrn = p.learner
 
         def fn(state, x, y, order, masks, tx, ty):
-            return lds.retrain_outputs(lrn, state, x, y, order, masks, tx, ty)
+            return lds.retrain_outputs(lrn, state, x, y, order, masks, tx, ty, batch_size=int(p.cfg.retrain_batch))
 
         p._retrain = jax.jit(fn)
     return p._retrain

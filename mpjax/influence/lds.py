@@ -117,19 +117,31 @@ def retrain_outputs(
     test_y: jax.Array,
     *,
     levels: Sequence[int] | None = None,
+    batch_size: int = 0,
 ) -> jax.Array:
-    """f[S, J]: target losses of the S retrains, one ``vmap`` over the 0/1 masks.
+    """f[S, J]: target losses of the S retrains, a ``vmap`` over the 0/1 masks.
 
     ``order`` is i32[T] (every subset in the same order) or i32[S, T] (own orders).
+    ``batch_size``: retrains per ``vmap``, the batches one after another (``lax.map``);
+    0: all S in one. Batches of 10 kept the batched states in the core's cache and ran
+    1.3-2.9x faster than one vmap of 100 on the 2-core CPU (SGD, RLS at d = 55, Memory-Pair;
+    README, "Influence"); the values agree to rounding.
     """
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be >= 0 (0: all retrains in one vmap), got {batch_size}")
     dtype = jnp.asarray(state.w).dtype
 
     def one(mask, order_s):
         final, _ = train_weighted(learner, state, table, targets, order_s, mask.astype(dtype), levels=levels)
         return target_losses(learner, final, test_x, test_y)
 
-    in_axes = (0, 0 if order.ndim == 2 else None)
-    return jax.vmap(one, in_axes=in_axes)(masks, order)
+    if order.ndim == 1:
+        fn, xs = (lambda mask: one(mask, order)), masks
+    else:
+        fn, xs = (lambda mo: one(*mo)), (masks, order)
+    if not batch_size or batch_size >= masks.shape[0]:
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=batch_size)
 
 
 def predicted_outputs(masks: np.ndarray, tau: np.ndarray) -> np.ndarray:

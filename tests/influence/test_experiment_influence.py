@@ -158,6 +158,7 @@ def test_scores_that_do_not_match_are_refused(full_run, x64, tmp_path):
     ("cross_order", "alpha_0", r"alpha must be in \(0, 1\), got 0.0"),
     ("protocols", "half", "unknown LDS protocol"),
     ("methods", "magic", "methods must be a comma list"),
+    ("retrain_batch", -1, r"retrain_batch must be >= 0 \(0: all at once\), got -1"),
 ])
 def test_bad_config_is_refused_before_any_work(tmp_path, field, value, match):
     with pytest.raises(ValueError, match=match):

@@ -93,3 +93,20 @@ def test_retrain_outputs_equal_separate_retrains_same_and_own_order(x64):
         assert kept.size == 45
     assert not np.allclose(same, own)
     np.testing.assert_allclose(lds.predicted_outputs(masks, np.ones((3, 50))), np.full((10, 3), 45.0))
+
+
+@pytest.mark.parametrize("name", ["sgd", "memorypair"])
+def test_retrains_in_batches_equal_one_vmap(x64, name):
+    """batch_size 3 over 10 subsets (the last batch short) == one vmap, to rounding, same and own order."""
+    x, y, tx, ty = fx.problem(n=50, j=3)
+    lrn = fx.learner(name)
+    state = fx.init(lrn)
+    order = jnp.arange(50, dtype=jnp.int32)
+    masks = lds.make_masks(jax.random.key(0), 50, 10, "drop", 0.1)
+    orders = lds.make_orders(jax.random.key(1), order, 10)
+    for o in (order, orders):
+        whole = np.asarray(lds.retrain_outputs(lrn, state, x, y, o, masks, tx, ty))
+        batched = np.asarray(lds.retrain_outputs(lrn, state, x, y, o, masks, tx, ty, batch_size=3))
+        np.testing.assert_allclose(batched, whole, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="batch_size"):
+        lds.retrain_outputs(lrn, state, x, y, order, masks, tx, ty, batch_size=-1)
