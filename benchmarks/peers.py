@@ -382,7 +382,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             # As the experiments run them: on each device, batches of seeds_per_batch seeds.
-            over_seeds = common.map_seeds(one, mesh, PER_BATCH[name], num_shared=2)
+            over_seeds = common.map_seeds(one, mesh, PER_BATCH[name], num_shared=2, num_seeds=seeds)
             compile_s, compiled = _timed(lambda: jax.jit(over_seeds).lower(
                 keys, stream, table_s, targets_s).compile())
 

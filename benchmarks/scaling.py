@@ -92,7 +92,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    program = common.map_seeds(one, mesh, seeds_per_batch_defaults()[name], num_shared=2)
+    program = common.map_seeds(one, mesh, seeds_per_batch_defaults()[name], num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
     compiled = jax.jit(program).lower(keys, stream, table, targets).compile()

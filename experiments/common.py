@@ -402,39 +402,48 @@ def put_seeds(mesh, value, sharded: bool):
     return jax.device_put(value, NamedSharding(mesh, PartitionSpec("seeds") if sharded else PartitionSpec()))
 
 
-def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0):
+def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0, num_seeds: int | None = None):
     """``fn(key, stream, *shared)`` over the seed axis (axis 0 of ``key`` and ``stream``).
 
     On each device of ``mesh`` (all of them, with a ``shard_map``; or the default device
-    when ``mesh`` is None) the local seeds run ``seeds_per_batch`` at a time: one ``vmap``
-    inside a batch, a sequential ``lax.map`` over batches (0: all local seeds in one
-    ``vmap``; with more local seeds than that, they are padded to full batches). The last
-    ``num_shared`` arguments are the same for every seed (replicated).
+    when ``mesh`` is None) the local seeds run in batches of width
+    ``w = min(seeds_per_batch, num_seeds)``: one ``vmap`` inside a batch, a sequential
+    ``lax.map`` over batches, the local seeds padded to full batches (the last seed
+    repeated, its copies dropped). ``seeds_per_batch = 0``: all local seeds in one ``vmap``.
+    The last ``num_shared`` arguments are the same for every seed (replicated).
+    ``num_seeds``: the run's real seed count (before any padding to the mesh; default: the
+    global count seen here).
 
     Why batches: a ``vmap`` over seeds pays off when a step's cost is per-kernel overhead,
     and not when it is memory traffic. ONS (K inverses of d x d per seed) ran *slower* per
     seed vmapped than one seed at a time (32 seeds, d = 55: 87k against 206k samples/s on
-    one core), since the vmapped state leaves the core's cache. Batches of a fixed size
-    keep the arithmetic of every seed the same whatever the number of devices, so a
-    sharded run stays bit-identical to one device (tested); with ``seeds_per_batch=1``
-    each seed's result is also bit-identical to a one-seed run.
+    one core), since the vmapped state leaves the core's cache.
+
+    Why a fixed width: XLA's batched kernels may round differently at another batch width
+    (Memory-Pair: widths 3 and 4 differ in the last bits, 4 and 8 agree). The width depends on
+    the configuration only, never on the device count, so every seed runs the same program
+    and a sharded run is bit-identical to one device (tested). The price is padding when a
+    device's seed count is not a multiple of ``w`` (e.g. 32 seeds of width 16 on 3 devices:
+    11 per device, padded to 16). With ``seeds_per_batch = 1`` each seed's result is also
+    bit-identical to a one-seed run. With 0 the width is the local count, which differs
+    between device counts: no bit-identity guarantee.
     """
     import jax
     import jax.numpy as jnp
 
     if seeds_per_batch < 0:
         raise ValueError(f"seeds_per_batch must be >= 0 (0: all local seeds in one vmap), got {seeds_per_batch}")
+    devices = 1 if mesh is None else int(mesh.devices.size)
 
     def local(keys, stream, *shared):
         one = lambda k, s: fn(k, s, *shared)  # noqa: E731
         n = keys.shape[0]
-        if not seeds_per_batch or seeds_per_batch >= n:
+        if not seeds_per_batch:
             return jax.vmap(one)(keys, stream)
-        # Every batch full (the last seed repeated, its copies dropped): a batch of another size
-        # may round differently, and where the remainder falls depends on the device count.
-        pad = -n % seeds_per_batch
+        width = min(seeds_per_batch, num_seeds or n * devices)
+        pad = -n % width
         grow = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])  # noqa: E731
-        out = jax.lax.map(lambda ks: one(*ks), jax.tree.map(grow, (keys, stream)), batch_size=seeds_per_batch)
+        out = jax.lax.map(lambda ks: one(*ks), jax.tree.map(grow, (keys, stream)), batch_size=width)
         return jax.tree.map(lambda a: a[:n], out)
 
     if mesh is None:

@@ -86,6 +86,11 @@ def _check_config(cfg):
         raise app.UsageError(f"config.float64_learners: unknown learners {unknown}; valid: {', '.join(ALGOS)}")
     if cfg.cpu_devices < 0:
         raise app.UsageError(f"config.cpu_devices must be >= 0 (0: one per core), got {cfg.cpu_devices}")
+    for algo in ALGOS:
+        spb = cfg.seeds_per_batch.get(algo)
+        if spb is None or int(spb) < 0:
+            raise app.UsageError(f"config.seeds_per_batch.{algo} must be >= 0 (0: all seeds of a device in one vmap, "
+                                 f"1: one at a time), got {spb}")
 
 
 # --------------------------------------------------------------------------- one cell
@@ -171,7 +176,7 @@ def run_learner(cfg, data, sched, algo, num_seeds):
         def one(key, stream, table, targets):
             return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
-        over_seeds = common.map_seeds(one, sched.mesh, cfg.seeds_per_batch[algo], num_shared=2)
+        over_seeds = common.map_seeds(one, sched.mesh, cfg.seeds_per_batch[algo], num_shared=2, num_seeds=num_seeds)
 
         def program(keys, stream, table, targets):
             return over_seeds(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream), table, targets)
@@ -367,6 +372,7 @@ def _cell_config(cfg, dataset, stream_kind, algo, num_seeds):
         d.pop(f, None)
     d.update(dataset=dataset, stream=stream_kind, algo=algo, num_seeds_run=num_seeds)
     d["learners"] = {algo: d["learners"][algo]}
+    d["seeds_per_batch"] = {algo: d["seeds_per_batch"][algo]}  # rounding of this learner's batches only
     return d
 
 

@@ -210,12 +210,14 @@ def test_unknown_values_get_a_one_line_error_listing_valid_ones():
 def test_sharded_seeds_are_bit_identical_to_one_device(tmp_path):
     """Every learner: seeds sharded over 3 host devices (7 seeds, so padded) == one device, bit for bit.
 
-    ONS runs one seed at a time (its default), Memory-Pair and SGD in batches of 2 (so the
-    batches and their remainders fall differently on 1 and 3 devices), the others in one vmap.
+    ONS runs one seed at a time (its default); Memory-Pair in batches of 4 (one device: 7 seeds
+    padded to 2 batches; three: 3 seeds each, padded to 1 batch: a plain vmap of 3 rounds
+    differently), SGD in batches of 2; AdaGrad and RLS with their default 16, i.e. one batch
+    of width 7 everywhere (a vmap of 3 against one of 7 rounded differently for Memory-Pair).
     """
     common_args = ["--dataset=covtype", "--stream=adv", "--algo=all", "--T=1200", "--num_seeds=7",
                    "--data_source=simulated", "--config.max_rows=3000", "--config.compilation_cache=",
-                   "--config.seeds_per_batch.memorypair=2", "--config.seeds_per_batch.sgd=2"]
+                   "--config.seeds_per_batch.memorypair=4", "--config.seeds_per_batch.sgd=2"]
     a = _cli(*common_args, "--config.cpu_devices=1", f"--workdir={tmp_path / 'a'}")
     assert a.returncode == 0, a.stderr[-2000:]
     b = _cli(*common_args, "--config.cpu_devices=3", f"--workdir={tmp_path / 'b'}")
@@ -369,3 +371,17 @@ def test_map_seeds_batches_equal_one_seed_at_a_time(seeds_per_batch):
             np.testing.assert_allclose(got[s], want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="seeds_per_batch"):
         common.map_seeds(one, None, -1)
+
+
+def test_seeds_per_batch_must_be_given_and_non_negative_for_every_learner():
+    from absl import app
+
+    cfg = get_config()
+    exp._check_config(cfg)
+    cfg.seeds_per_batch.ons = -1
+    with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.ons must be >= 0"):
+        exp._check_config(cfg)
+    cfg = get_config()
+    del cfg.seeds_per_batch["rls"]
+    with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.rls must be >= 0 .*got None"):
+        exp._check_config(cfg)

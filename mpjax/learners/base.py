@@ -104,7 +104,8 @@ def grad_clip(g: jax.Array, clip_norm: float | None, norm: jax.Array | None = No
 
     ``norm``: |g| when the caller has it more cheaply (a linear model's ``|l'| |x|``, see
     :func:`clipped_coefficient`); default :func:`safe_norm` of ``g``. Differentiable
-    everywhere in reverse mode, the origin included.
+    everywhere in reverse mode, the origin included, as long as ``norm`` is (build it from
+    :func:`safe_norm`, never ``jnp.linalg.norm``).
     """
     if clip_norm is None:
         return g

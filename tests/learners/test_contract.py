@@ -262,3 +262,23 @@ def test_clipping_and_projection_have_finite_derivatives_at_zero_and_at_the_boun
     # Above the bound the scale is c / |v| exactly, below it is 1.
     np.testing.assert_allclose(base.grad_clip(jnp.asarray([3.0, 4.0]), 1.0), [0.6, 0.8], rtol=1e-12)
     np.testing.assert_array_equal(base.grad_clip(jnp.asarray([0.3, 0.4]), 1.0), [0.3, 0.4])
+
+
+@pytest.mark.usefixtures("x64")
+def test_clipped_coefficient_equals_grad_clip_and_has_finite_derivatives_at_zero():
+    """a x = grad_clip(l' x) (|l'||x| as the norm), finite first and second derivatives at l' = 0 and x = 0."""
+    from mpjax.learners import base
+
+    xs = (jnp.zeros(4), jnp.asarray([0.3, 0.4, 0.0, 0.0]), jnp.asarray([3.0, 4.0, 0.0, 0.0]))
+    for x in xs:
+        for dz in (0.0, 0.3, 50.0):
+            a = base.clipped_coefficient(jnp.asarray(dz), x, 1.0)
+            np.testing.assert_allclose(a * x, base.grad_clip(dz * x, 1.0), rtol=1e-14, atol=1e-300)
+            via_norm = base.grad_clip(dz * x, 1.0, norm=jnp.abs(dz) * base.safe_norm(x))
+            np.testing.assert_allclose(via_norm, a * x, rtol=1e-14, atol=1e-300)
+            for f in (lambda d: base.clipped_coefficient(d, x, 1.0),
+                      lambda d: jnp.sum(base.grad_clip(d * x, 1.0, norm=jnp.abs(d) * base.safe_norm(x)))):
+                chex.assert_tree_all_finite(jax.grad(f)(jnp.asarray(dz)))
+                chex.assert_tree_all_finite(jax.grad(jax.grad(f))(jnp.asarray(dz)))
+            chex.assert_tree_all_finite(jax.grad(lambda v: jnp.sum(base.clipped_coefficient(jnp.asarray(dz), v, 1.0) * v))(x))
+    assert base.clipped_coefficient(jnp.asarray(50.0), xs[2], None) == 50.0  # no clip
