@@ -345,7 +345,7 @@ def make(num_outputs: int, settings: Settings = Settings(), **memory_pair_hyper)
     def _loss_grads(w, x, y):
         # Clipped per-output loss gradients, f[K, d] (what the calibrator observes).
         z = w @ x
-        return jax.vmap(lambda zk, yk: base.grad_clip(fn.dmargin(zk, yk) * x, clip))(z, y)
+        return base.clipped_coefficient(fn.dmargin(z, y), x, clip)[:, None] * x[None, :]  # as the insert clips them
 
     def _detail(dtype, loss, sigma=0.0, noise_norm=0.0, bound=jnp.nan, passes=0, ok=True):
         return (jnp.asarray(loss, dtype), jnp.asarray(ok), jnp.asarray(noise_norm, dtype), jnp.asarray(sigma, dtype),
