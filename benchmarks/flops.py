@@ -7,8 +7,10 @@ For every learner (K = 7 one-hot outputs, d = 55, the regret experiment's settin
 own cost analysis of one compiled step gives the flops per sample-step, at one seed and
 vmapped over ``--seeds``. Memory-Pair pushes its curvature pair and recomputes its compact
 inverse once per block of L steps inside a ``lax.cond``; XLA counts that branch on every
-step, so the *useful* flops per step are ``step - branch + branch / L``. Under a vmap over
-seeds the branch becomes a select and really runs on every step: both figures are shown.
+step, so the *useful* flops per step are ``step - branch + branch / L``. The vmapped step
+is measured as the experiments run it: the step counter is the same for every seed (the
+scan's, not batched), so the ``cond`` stays a branch; a batched counter would turn it into
+a select that recomputes the compact inverse on every step.
 
 The floor is the time the useful flops would take at the machine's peak:
 ``cores x GHz x flops per cycle`` (float32 FMA: 64 with AVX-512, 32 with AVX2 + FMA, 8
@@ -64,12 +66,16 @@ def step_flops(name: str, seeds: int) -> dict[str, float]:
     lrn = learners.multi_output(learners.get(name, **hyper), K)
     keys = jax.random.split(jax.random.key(0), seeds)
     state = jax.vmap(lambda k: lrn.init(D, k))(keys)
+    # The step counter as in a scan over seeds: one unbatched value (the cond stays a branch).
+    axes = jax.tree.map(lambda _: 0, state)
+    if hasattr(state, "t"):
+        state, axes = state._replace(t=state.t[0]), axes._replace(t=None)
     x = jnp.full((seeds, D), 1.0 / D**0.5, jnp.float32)
     y = jnp.zeros((seeds, K), jnp.float32).at[:, 0].set(1.0)
-    counted = _flops(jax.jit(jax.vmap(lrn.step)).lower(state, x, y).compile()) / seeds
+    counted = _flops(jax.jit(jax.vmap(lrn.step, in_axes=(axes, 0, 0))).lower(state, x, y).compile()) / seeds
     out = {"counted": counted, "useful": counted, "branch": 0.0}
     if name == "memorypair":
-        one = jax.tree.map(lambda a: a[0], state)
+        one = jax.tree.map(lambda a, ax: a if ax is None else a[0], state, axes)
         branch = _flops(jax.jit(lbfgs.compact_inverse).lower(one.memory).compile())
         block = int(hyper.get("curvature_block", 20))
         out.update(branch=branch, useful=counted - branch + branch / block)
@@ -97,7 +103,7 @@ def main(argv=None) -> dict[str, Any]:
         one, many = step_flops(name, 1), step_flops(name, args.seeds)
         floor_rate = peak * 1e9 / one["useful"]
         row = {"learner": name, "useful_flops_per_step": one["useful"],
-               "executed_flops_per_seed_step_vmapped": many["counted"] if name == "memorypair" else many["useful"]}
+               "executed_flops_per_seed_step_vmapped": many["useful"]}
         for s in sorted(rates):
             row[f"rate_{s}"] = rates[s]
             row[f"gflops_{s}"] = rates[s] * one["useful"] / 1e9

@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="mpjax learners, comma list, all or none (default all)")
     p.add_argument("--no_numpy", action="store_true", help="skip the NumPy reference loops")
     p.add_argument("--seeds", type=cli.int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
+    p.add_argument("--small_loop_bytes", type=int, default=None,
+                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
+                        "experiments.common.SMALL_LOOP_BYTES, as the experiments; 0: XLA's defaults)")
     p.add_argument("--devices", type=int, default=0,
                    help="host devices the seeds are sharded over (0: one per core, as the experiments; 1: none)")
     p.add_argument("--T", type=int, default=100_000, help="stream length: VW C++ driver, mpjax (default 100000)")
@@ -382,9 +385,10 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             # As the experiments run them: on each device, batches of seeds_per_batch seeds.
-            over_seeds = common.map_seeds(one, mesh, PER_BATCH[name], num_shared=2, num_seeds=seeds)
-            compile_s, compiled = _timed(lambda: jax.jit(over_seeds).lower(
-                keys, stream, table_s, targets_s).compile())
+            width = common.batch_width(PER_BATCH[name], d, args.small_loop_bytes)
+            over_seeds = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
+            compile_s, compiled = _timed(lambda: common.compile_scan(
+                over_seeds, keys, stream, table_s, targets_s, fast=common.fast_scan(d, args.small_loop_bytes)))
 
             def run(compiled=compiled, keys=keys, stream=stream, table=table_s, targets=targets_s):
                 with jax.transfer_guard("disallow"):
@@ -393,7 +397,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
             jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
                             run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
-                                                    "seeds_per_batch": PER_BATCH[name],
+                                                    "seeds_per_batch": width,
                                                     "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 
@@ -480,6 +484,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from experiments import common
 
     common.configure_cpu_devices(args.devices)
+    if args.small_loop_bytes is None:
+        args.small_loop_bytes = common.SMALL_LOOP_BYTES
+    common.configure_xla_cpu(args.small_loop_bytes)
 
     t_start = time.perf_counter()
     load_start = list(os.getloadavg())

@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim_T", type=int, default=5_000)
     p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--small_loop_bytes", type=int, default=None,
+                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
+                        "experiments.common.SMALL_LOOP_BYTES, as the experiments; 0: XLA's defaults)")
     p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
@@ -70,7 +73,7 @@ def _data(n: int, d: int, seed: int = 0):
     return x.astype(np.float32), np.eye(K, dtype=np.float32)[labels], labels.astype(np.int32)
 
 
-def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dict[str, Any]:
+def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_loop_bytes: int = 0) -> dict[str, Any]:
     """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
     import jax
 
@@ -92,10 +95,11 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int) -> dic
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    program = common.map_seeds(one, mesh, seeds_per_batch_defaults()[name], num_shared=2, num_seeds=seeds)
+    width = common.batch_width(seeds_per_batch_defaults()[name], d, small_loop_bytes)
+    program = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(keys, stream, table, targets).compile()
+    compiled = common.compile_scan(program, keys, stream, table, targets, fast=common.fast_scan(d, small_loop_bytes))
     compile_s = time.perf_counter() - t0
     out = jax.block_until_ready(compiled(keys, stream, table, targets))
     finite = bool(np.isfinite(np.asarray(out)).all())
@@ -141,6 +145,9 @@ def main(argv=None) -> dict[str, Any]:
     from experiments import common
 
     common.configure_cpu_devices(args.devices)
+    if args.small_loop_bytes is None:
+        args.small_loop_bytes = common.SMALL_LOOP_BYTES
+    common.configure_xla_cpu(args.small_loop_bytes)
     load_start = list(os.getloadavg())
     t_start = time.perf_counter()
     rows, fits = [], {}
@@ -154,7 +161,7 @@ def main(argv=None) -> dict[str, Any]:
         for axis, points in axes.items():
             got = []
             for point in points:
-                r = time_run(name, n=args.n, repeats=args.repeats, **point)
+                r = time_run(name, n=args.n, repeats=args.repeats, small_loop_bytes=args.small_loop_bytes, **point)
                 r["axis"] = axis
                 rows.append(r)
                 got.append(r)

@@ -1,6 +1,6 @@
 """Regret experiment: does cumulative regret grow like sqrt(T)?
 
-Command (the default `make run`; about 3-4 minutes on a 2-core CPU, see README):
+Command (the default `make run`; about 40 seconds on a 2-core CPU, see README):
 
     python -m experiments.regret --dataset=covtype --stream=adv
 
@@ -13,8 +13,10 @@ named flags (``--dataset``, ``--stream``, ``--algo``, ``--T``, ``--seed``,
 
 Seeds are sharded over one host device per core by default (``shard_seeds``,
 ``cpu_devices``; results are bit-identical to one device), and compiled programs
-are cached in ``compilation_cache`` for later runs. RLS keeps float64 state in a
-float32 run (``float64_learners``).
+are cached in ``compilation_cache`` for later runs. XLA CPU compiles every learner's scan
+whole instead of kernel by kernel (``small_loop_bytes``; 0: XLA's defaults), and seeds run in
+batches of ``seeds_per_batch`` on each device. RLS keeps float64 state in a float32 run
+(``float64_learners``).
 
 CPU defaults: images are downsampled to ``image_size=14`` (d = 197; CIFAR-10 in
 grayscale), and learners whose step costs O(K d^2) (ons, rls) run at most
@@ -24,6 +26,8 @@ for full size on an accelerator.
 """
 
 from ml_collections import ConfigDict, config_dict
+
+from experiments.common import SMALL_LOOP_BYTES
 
 
 def learner_defaults() -> ConfigDict:
@@ -48,14 +52,20 @@ def learner_defaults() -> ConfigDict:
 def seeds_per_batch_defaults() -> ConfigDict:
     """Seeds vmapped together (a batch of fixed width, see experiments.common.map_seeds).
 
-    ONS runs one seed at a time: its K d x d inverses per seed make a step memory-bound, and
-    a vmap over seeds pushes them out of the core's cache (d = 55, 32 seeds sharded over 2
-    cores, T = 20,000: 409k samples/s one at a time against 337k vmapped, 206k for one
-    seed). The others gain from a vmap of a few dozen seeds; the width is fixed (16: the
-    default 32 seeds on 2 cores are one batch per core, with no padding) so that a sharded
-    run is bit-identical to one device on any number of cores.
+    A ``vmap`` over seeds pays off only while a step's cost is per-kernel dispatch. XLA CPU
+    now compiles the learners' scans whole (``small_loop_bytes``, README "Where the time
+    goes"), and a whole-compiled scan runs one seed at a time about as fast as in a batch:
+    simulated Covertype, d = 55, K = 7, 32 seeds over 2 cores, aggregate samples/s at widths
+    1 / 4 / 16: Memory-Pair 1.43M / 1.25M / 1.26M, SGD 7.8M / 10.7M / 9.0M, AdaGrad 4.18M /
+    4.27M / 3.73M, RLS 3.70M / 3.12M / 2.82M. Seeds therefore run one at a time on each core
+    (each seed's result is then bit-identical to a one-seed run), SGD in fours. Above
+    ``FAST_SCAN_MAX_DIM`` features Memory-Pair's scan is not compiled whole and a batch pays
+    again (d = 197, 32 seeds: 349k samples/s at width 16 against 211k at 1), hence its
+    ``-1`` (auto, ``experiments.common.batch_width``): 1 up to that size, 16 above. The
+    width depends on the configuration and the data's dimension, never on the device count,
+    so a sharded run is bit-identical to one device on any number of cores.
     """
-    return ConfigDict({"memorypair": 16, "sgd": 16, "adagrad": 16, "ons": 1, "rls": 16})
+    return ConfigDict({"memorypair": -1, "sgd": 4, "adagrad": 1, "ons": 1, "rls": 1})
 
 
 def get_config(arg=None) -> ConfigDict:
@@ -76,6 +86,9 @@ def get_config(arg=None) -> ConfigDict:
     c.shard_seeds = True  # split the seed axis over the host devices (bit-identical results; tested)
     c.cpu_devices = 0  # host devices on a CPU backend: 0 = one per core, 1 = a single device
     c.compilation_cache = "~/.cache/mpjax/jax_compilation_cache"  # persistent XLA cache; "" disables
+    # XLA CPU compiles a learner's scan whole when its step moves fewer bytes than this
+    # (README "Where the time goes"); 0: XLA's defaults.
+    c.small_loop_bytes = SMALL_LOOP_BYTES
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
     c.overwrite = False
     c.loss = "squared"

@@ -238,6 +238,7 @@ def provenance_metadata() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "x64": bool(jax.config.jax_enable_x64),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "created_unix": time.time(),
     }
 
@@ -347,6 +348,101 @@ def single_threaded_blas():
 
 
 __all__ += ["single_threaded_blas"]
+
+
+# --------------------------------------------------------------------------- XLA CPU settings for the scans
+
+#: XLA CPU compiles a ``while`` loop whose body moves fewer bytes per iteration than this
+#: into one function (its small-while-loop hoisting) instead of running every kernel of
+#: every iteration through the thunk runtime (~120-150 ns of dispatch each; a learner's
+#: step is 10-40 small kernels). Set through ``XLA_FLAGS`` by :func:`configure_xla_cpu`;
+#: 1 GiB: every loop that XLA can hoist (the learners' scans at every seed batch width
+#: measured; README "Where the time goes"). Loops with a LAPACK call (the comparator) or a
+#: YNNPACK fusion are never hoisted.
+SMALL_LOOP_BYTES = 1 << 30
+
+#: Per-program XLA options that let the learners' scans be hoisted too: YNNPACK fusions off
+#: (a loop with one is not hoisted: Memory-Pair, ONS and RLS at d = 55) and Eigen on one
+#: thread (a dot inside a hoisted loop calls Eigen, whose thread pool costs more than a
+#: 55 x 20 product). Used up to :data:`FAST_SCAN_MAX_DIM` features: at d = 197 and 785 the
+#: hoisted Memory-Pair step was 4-6x slower (its small matrix products), while the other
+#: learners are hoisted there without these options.
+SCAN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_multi_thread_eigen": False}
+FAST_SCAN_MAX_DIM = 128
+
+
+def fast_scan(dim: int, small_loop_bytes: int = SMALL_LOOP_BYTES) -> bool:
+    """Whether a learner's scan over ``dim`` features is compiled with :data:`SCAN_COMPILER_OPTIONS`."""
+    return bool(small_loop_bytes) and dim <= FAST_SCAN_MAX_DIM
+
+
+#: ``seeds_per_batch = AUTO_WIDTH``: one seed at a time where the scan is compiled whole
+#: (:func:`fast_scan`), batches of :data:`AUTO_WIDE` where it runs kernel by kernel.
+AUTO_WIDTH, AUTO_WIDE = -1, 16
+
+
+def batch_width(seeds_per_batch: int, dim: int, small_loop_bytes: int = SMALL_LOOP_BYTES) -> int:
+    """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved for ``dim`` features, else as given."""
+    if seeds_per_batch == AUTO_WIDTH:
+        return 1 if fast_scan(dim, small_loop_bytes) else AUTO_WIDE
+    if seeds_per_batch < 0:
+        raise ValueError(f"seeds_per_batch must be >= 0 or {AUTO_WIDTH} (auto), got {seeds_per_batch}")
+    return int(seeds_per_batch)
+
+
+def configure_xla_cpu(small_loop_bytes: int = SMALL_LOOP_BYTES) -> str:
+    """Adds XLA CPU's small-loop threshold to ``XLA_FLAGS`` before JAX starts its backends.
+
+    Returns what was done, for the metadata: ``"set"``, ``"kept"`` (``XLA_FLAGS`` already
+    passes ``xla_backend_extra_options``: the user's value stays), ``"off"``
+    (``small_loop_bytes = 0``) or ``"too late"`` (the backends were already running, as
+    in a test that calls an entry point's ``main``; the default threshold stays).
+    """
+    if small_loop_bytes < 0:
+        raise ValueError(f"small_loop_bytes must be >= 0 (0: XLA's default), got {small_loop_bytes}")
+    if not small_loop_bytes:
+        return "off"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" in flags:
+        return "kept"
+    try:  # no public API says whether the backends have started
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        started = False
+    if started:
+        return "too late"
+    option = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={int(small_loop_bytes)}"
+    os.environ["XLA_FLAGS"] = f"{flags} {option}".strip()
+    return "set"
+
+
+def compile_scan(fn, *args, fast: bool = True):
+    """``jax.jit(fn).lower(*args).compile()``, with :data:`SCAN_COMPILER_OPTIONS` when ``fast``.
+
+    A jaxlib that does not know one of the options (they are XLA CPU internals) gets a
+    warning and the default compilation: the results are the same up to rounding, only slower.
+    """
+    import jax
+
+    lowered = jax.jit(fn).lower(*args)
+    if not fast:
+        return lowered.compile()
+    try:
+        return lowered.compile(compiler_options=dict(SCAN_COMPILER_OPTIONS))
+    except Exception as err:  # noqa: BLE001 - jaxlib raises its runtime error type for unknown options
+        if not any(name in str(err) for name in SCAN_COMPILER_OPTIONS):
+            raise
+        import warnings
+
+        warnings.warn(f"XLA rejected the scan options {sorted(SCAN_COMPILER_OPTIONS)} ({str(err)[:200]}); "
+                      "compiling with the defaults (same results up to rounding, slower)", RuntimeWarning, stacklevel=2)
+        return lowered.compile()
+
+
+__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "fast_scan", "AUTO_WIDTH", "AUTO_WIDE",
+            "batch_width", "configure_xla_cpu", "compile_scan"]
 
 
 # --------------------------------------------------------------------------- seeds over devices

@@ -86,11 +86,14 @@ def _check_config(cfg):
         raise app.UsageError(f"config.float64_learners: unknown learners {unknown}; valid: {', '.join(ALGOS)}")
     if cfg.cpu_devices < 0:
         raise app.UsageError(f"config.cpu_devices must be >= 0 (0: one per core), got {cfg.cpu_devices}")
+    if cfg.small_loop_bytes < 0:
+        raise app.UsageError(f"config.small_loop_bytes must be >= 0 (0: XLA's defaults), got {cfg.small_loop_bytes}")
     for algo in ALGOS:
         spb = cfg.seeds_per_batch.get(algo)
-        if spb is None or int(spb) < 0:
+        if spb is None or int(spb) < common.AUTO_WIDTH:
             raise app.UsageError(f"config.seeds_per_batch.{algo} must be >= 0 (0: all seeds of a device in one vmap, "
-                                 f"1: one at a time), got {spb}")
+                                 f"1: one at a time) or {common.AUTO_WIDTH} (auto: 1 where the scan is compiled "
+                                 f"whole, else {common.AUTO_WIDE}), got {spb}")
 
 
 # --------------------------------------------------------------------------- one cell
@@ -176,14 +179,15 @@ def run_learner(cfg, data, sched, algo, num_seeds):
         def one(key, stream, table, targets):
             return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
-        over_seeds = common.map_seeds(one, sched.mesh, cfg.seeds_per_batch[algo], num_shared=2, num_seeds=num_seeds)
+        width = common.batch_width(cfg.seeds_per_batch[algo], dim, cfg.small_loop_bytes)
+        over_seeds = common.map_seeds(one, sched.mesh, width, num_shared=2, num_seeds=num_seeds)
 
         def program(keys, stream, table, targets):
             return over_seeds(keys[:padded], jax.tree_util.tree_map(lambda a: a[:padded], stream), table, targets)
 
         args = (sched.keys, sched.stream, sched.table, sched.targets)
         with common.Stopwatch() as compile_time:
-            compiled = jax.jit(program).lower(*args).compile()
+            compiled = common.compile_scan(program, *args, fast=common.fast_scan(dim, cfg.small_loop_bytes))
         with common.Stopwatch() as run_time:
             with jax.transfer_guard("disallow"):
                 out = compiled(*args)
@@ -601,6 +605,7 @@ def banner(cfg, data, kinds, algos):
 def configure_devices(cfg):
     """Host devices and the compilation cache; must run before JAX first touches a device."""
     common.configure_cpu_devices(cfg.cpu_devices)
+    common.configure_xla_cpu(cfg.small_loop_bytes)
     if cfg.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

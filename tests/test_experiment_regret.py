@@ -212,12 +212,13 @@ def test_sharded_seeds_are_bit_identical_to_one_device(tmp_path):
 
     ONS runs one seed at a time (its default); Memory-Pair in batches of 4 (one device: 7 seeds
     padded to 2 batches; three: 3 seeds each, padded to 1 batch: a plain vmap of 3 rounds
-    differently), SGD in batches of 2; AdaGrad and RLS with their default 16, i.e. one batch
-    of width 7 everywhere (a vmap of 3 against one of 7 rounded differently for Memory-Pair).
+    differently), SGD in batches of 2; AdaGrad and RLS in batches of 16, i.e. one batch of
+    width 7 everywhere (a vmap of 3 against one of 7 rounded differently for Memory-Pair).
     """
     common_args = ["--dataset=covtype", "--stream=adv", "--algo=all", "--T=1200", "--num_seeds=7",
                    "--data_source=simulated", "--config.max_rows=3000", "--config.compilation_cache=",
-                   "--config.seeds_per_batch.memorypair=4", "--config.seeds_per_batch.sgd=2"]
+                   "--config.seeds_per_batch.memorypair=4", "--config.seeds_per_batch.sgd=2",
+                   "--config.seeds_per_batch.adagrad=16", "--config.seeds_per_batch.rls=16"]
     a = _cli(*common_args, "--config.cpu_devices=1", f"--workdir={tmp_path / 'a'}")
     assert a.returncode == 0, a.stderr[-2000:]
     b = _cli(*common_args, "--config.cpu_devices=3", f"--workdir={tmp_path / 'b'}")
@@ -378,10 +379,21 @@ def test_seeds_per_batch_must_be_given_and_non_negative_for_every_learner():
 
     cfg = get_config()
     exp._check_config(cfg)
-    cfg.seeds_per_batch.ons = -1
-    with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.ons must be >= 0"):
+    cfg.seeds_per_batch.ons = -1  # auto
+    exp._check_config(cfg)
+    cfg.seeds_per_batch.ons = -2
+    with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.ons must be >= 0 .* or -1 \(auto"):
         exp._check_config(cfg)
     cfg = get_config()
     del cfg.seeds_per_batch["rls"]
     with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.rls must be >= 0 .*got None"):
         exp._check_config(cfg)
+
+
+def test_auto_batch_width_is_one_where_the_scan_is_compiled_whole_else_sixteen():
+    assert common.batch_width(common.AUTO_WIDTH, 55) == 1
+    assert common.batch_width(common.AUTO_WIDTH, 197) == common.AUTO_WIDE == 16
+    assert common.batch_width(common.AUTO_WIDTH, 55, small_loop_bytes=0) == 16  # no whole-loop scans
+    assert common.batch_width(4, 197) == 4 and common.batch_width(0, 55) == 0
+    with pytest.raises(ValueError, match="seeds_per_batch must be >= 0 or -1"):
+        common.batch_width(-2, 55)
