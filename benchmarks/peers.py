@@ -27,8 +27,9 @@ tool can only do something else (listed in the output's ``notes``):
   mpjax learners), once per class output, with ``OPENBLAS_NUM_THREADS=1``.
 - mpjax: every learner, ``learners.multi_output(learners.get(name), 7)`` with its default
   hyper-parameters, one ``lax.scan`` per stream, seeds (1, 32, 128) sharded over one
-  host device per core and vmapped in batches of ``configs.regret.seeds_per_batch_defaults``
-  on each (ONS one seed at a time), each seed its own ``iid`` order (seed 0's is the
+  host device per core and run in batches of ``configs.regret.seeds_per_batch_defaults``
+  on each (auto: one seed at a time where the scan is compiled whole, as every scan here
+  is at d = 55; ``--small_loop_bytes``), each seed its own ``iid`` order (seed 0's is the
   peers' stream). Compiled ahead of time and
   called once untimed; the streams are built before (``stream_s``). Seed 0's first
   losses are checked against the NumPy loops (``numpy_losses_agree``).
@@ -385,10 +386,11 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             # As the experiments run them: on each device, batches of seeds_per_batch seeds.
-            width = common.batch_width(PER_BATCH[name], d, args.small_loop_bytes)
+            whole = common.whole_scan(name, d, args.small_loop_bytes)
+            width = common.batch_width(PER_BATCH[name], whole)
             over_seeds = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
             compile_s, compiled = _timed(lambda: common.compile_scan(
-                over_seeds, keys, stream, table_s, targets_s, fast=common.fast_scan(d, args.small_loop_bytes)))
+                over_seeds, keys, stream, table_s, targets_s, fast=whole))
 
             def run(compiled=compiled, keys=keys, stream=stream, table=table_s, targets=targets_s):
                 with jax.transfer_guard("disallow"):
@@ -397,7 +399,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
             jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
                             run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
-                                                    "seeds_per_batch": width,
+                                                    "seeds_per_batch": width, "whole_scan": whole,
                                                     "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 
@@ -486,7 +488,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common.configure_cpu_devices(args.devices)
     if args.small_loop_bytes is None:
         args.small_loop_bytes = common.SMALL_LOOP_BYTES
-    common.configure_xla_cpu(args.small_loop_bytes)
+    if args.small_loop_bytes < 0:
+        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
+    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # the threshold in effect
 
     t_start = time.perf_counter()
     load_start = list(os.getloadavg())

@@ -1,6 +1,6 @@
 """How the cost of a run grows with the stream length T, the seeds and the dimension d.
 
-    python -m benchmarks.scaling                 # about 6 minutes on 2 CPU cores
+    python -m benchmarks.scaling                 # about 4 minutes on 2 CPU cores
     python -m benchmarks.scaling --smoke         # seconds
 
 For every learner (K = 7 one-hot outputs, the regret experiment's settings, iid
@@ -16,7 +16,8 @@ with the seeds sharded over one host device per core, as the experiments run the
 (``--devices``). Each point is the median of ``--repeats`` calls after one untimed
 call (compilation excluded, reported apart). The exponent of each axis is the
 least-squares slope of log(run seconds) on log(axis value): 1 is linear; below 1
-for seeds means batching pays (aggregate throughput grows with the seeds).
+for seeds means seeds are cheaper together than alone (today: the second core, since the
+scans are compiled whole and run one seed at a time on each core).
 Results: ``benchmarks/out/scaling.json`` and ``.md`` (written atomically).
 """
 
@@ -73,7 +74,7 @@ def _data(n: int, d: int, seed: int = 0):
     return x.astype(np.float32), np.eye(K, dtype=np.float32)[labels], labels.astype(np.int32)
 
 
-def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_loop_bytes: int = 0) -> dict[str, Any]:
+def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_loop_bytes: int) -> dict[str, Any]:
     """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
     import jax
 
@@ -95,11 +96,12 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    width = common.batch_width(seeds_per_batch_defaults()[name], d, small_loop_bytes)
+    whole = common.whole_scan(name, d, small_loop_bytes)
+    width = common.batch_width(seeds_per_batch_defaults()[name], whole)
     program = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
-    compiled = common.compile_scan(program, keys, stream, table, targets, fast=common.fast_scan(d, small_loop_bytes))
+    compiled = common.compile_scan(program, keys, stream, table, targets, fast=whole)
     compile_s = time.perf_counter() - t0
     out = jax.block_until_ready(compiled(keys, stream, table, targets))
     finite = bool(np.isfinite(np.asarray(out)).all())
@@ -111,7 +113,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_
     run_s = float(np.median(times))
     return {"learner": name, "T": T, "seeds": seeds, "d": d, "compile_s": compile_s, "run_s": run_s,
             "aggregate_samples_per_s": seeds * T / run_s, "devices": 1 if mesh is None else int(mesh.devices.size),
-            "finite": finite}
+            "finite": finite, "seeds_per_batch": width, "whole_scan": whole}
 
 
 def exponent(values, seconds) -> float:
@@ -147,7 +149,9 @@ def main(argv=None) -> dict[str, Any]:
     common.configure_cpu_devices(args.devices)
     if args.small_loop_bytes is None:
         args.small_loop_bytes = common.SMALL_LOOP_BYTES
-    common.configure_xla_cpu(args.small_loop_bytes)
+    if args.small_loop_bytes < 0:
+        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
+    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # the threshold in effect
     load_start = list(os.getloadavg())
     t_start = time.perf_counter()
     rows, fits = [], {}
@@ -172,7 +176,7 @@ def main(argv=None) -> dict[str, Any]:
             "base_T": args.base_T, "base_seeds": args.base_seeds, "seed_counts": args.seed_counts,
             "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()),
             "wall_s": time.perf_counter() - t_start, "args": vars(args),
-            **{k: v for k, v in common.provenance_metadata().items() if k in ("git_commit", "git_dirty", "backend")}}
+            **{k: v for k, v in common.provenance_metadata().items() if k in ("git_commit", "git_dirty", "backend", "xla_flags")}}
     payload = {"meta": meta, "exponents": fits, "results": rows}
     out = pathlib.Path(args.out)
     common.write_json(out, payload)

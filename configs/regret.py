@@ -52,20 +52,20 @@ def learner_defaults() -> ConfigDict:
 def seeds_per_batch_defaults() -> ConfigDict:
     """Seeds vmapped together (a batch of fixed width, see experiments.common.map_seeds).
 
-    A ``vmap`` over seeds pays off only while a step's cost is per-kernel dispatch. XLA CPU
-    now compiles the learners' scans whole (``small_loop_bytes``, README "Where the time
-    goes"), and a whole-compiled scan runs one seed at a time about as fast as in a batch:
-    simulated Covertype, d = 55, K = 7, 32 seeds over 2 cores, aggregate samples/s at widths
-    1 / 4 / 16: Memory-Pair 1.43M / 1.25M / 1.26M, SGD 7.8M / 10.7M / 9.0M, AdaGrad 4.18M /
-    4.27M / 3.73M, RLS 3.70M / 3.12M / 2.82M. Seeds therefore run one at a time on each core
-    (each seed's result is then bit-identical to a one-seed run), SGD in fours. Above
-    ``FAST_SCAN_MAX_DIM`` features Memory-Pair's scan is not compiled whole and a batch pays
-    again (d = 197, 32 seeds: 349k samples/s at width 16 against 211k at 1), hence its
-    ``-1`` (auto, ``experiments.common.batch_width``): 1 up to that size, 16 above. The
-    width depends on the configuration and the data's dimension, never on the device count,
-    so a sharded run is bit-identical to one device on any number of cores.
+    -1 = auto (``experiments.common.batch_width``): one seed at a time where the learner's
+    scan is compiled whole (``small_loop_bytes``, README "Where the time goes"), batches of
+    16 where it runs kernel by kernel or on an accelerator. A ``vmap`` over seeds pays off
+    only while a step's cost is per-kernel dispatch; a whole-compiled scan runs one seed at
+    a time about as fast as in a batch (simulated Covertype, d = 55, K = 7, 32 seeds over 2
+    cores, aggregate samples/s at widths 1 / 4 / 16: Memory-Pair 1.43M / 1.25M / 1.26M, SGD
+    7.8M / 10.7M / 9.0M, AdaGrad 4.18M / 4.27M / 3.73M, RLS 3.70M / 3.12M / 2.82M), and one
+    at a time makes each seed's result bit-identical to a one-seed run. Memory-Pair's scan
+    is not compiled whole above ``FAST_SCAN_MAX_DIM`` features, where a batch pays again
+    (d = 197, 32 seeds: 349k samples/s at width 16 against 211k at 1). The width depends on
+    the configuration, the learner and the data's dimension, never on the device count, so
+    a sharded run is bit-identical to one device on any number of cores.
     """
-    return ConfigDict({"memorypair": -1, "sgd": 4, "adagrad": 1, "ons": 1, "rls": 1})
+    return ConfigDict({name: -1 for name in ("memorypair", "sgd", "adagrad", "ons", "rls")})
 
 
 def get_config(arg=None) -> ConfigDict:

@@ -361,49 +361,68 @@ __all__ += ["single_threaded_blas"]
 #: YNNPACK fusion are never hoisted.
 SMALL_LOOP_BYTES = 1 << 30
 
-#: Per-program XLA options that let the learners' scans be hoisted too: YNNPACK fusions off
-#: (a loop with one is not hoisted: Memory-Pair, ONS and RLS at d = 55) and Eigen on one
-#: thread (a dot inside a hoisted loop calls Eigen, whose thread pool costs more than a
-#: 55 x 20 product). Used up to :data:`FAST_SCAN_MAX_DIM` features: at d = 197 and 785 the
-#: hoisted Memory-Pair step was 4-6x slower (its small matrix products), while the other
-#: learners are hoisted there without these options.
+#: Per-program XLA options that let every learner's scan be hoisted: YNNPACK fusions off (a
+#: loop with one is never hoisted: Memory-Pair's small dots are YNNPACK fusions) and Eigen on
+#: one thread (a dot inside a hoisted loop calls Eigen, whose thread pool costs more than a
+#: 55 x 20 product). Memory-Pair gets them up to :data:`FAST_SCAN_MAX_DIM` features only: at
+#: d = 197 and 785 its hoisted step was 4-6x slower (its small matrix products), while the
+#: other learners are hoisted at every size measured.
 SCAN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_multi_thread_eigen": False}
 FAST_SCAN_MAX_DIM = 128
+_THRESHOLD_KEY = "xla_cpu_small_while_loop_byte_threshold"
 
 
-def fast_scan(dim: int, small_loop_bytes: int = SMALL_LOOP_BYTES) -> bool:
-    """Whether a learner's scan over ``dim`` features is compiled with :data:`SCAN_COMPILER_OPTIONS`."""
-    return bool(small_loop_bytes) and dim <= FAST_SCAN_MAX_DIM
+def whole_scan(algo: str, dim: int, small_loop_bytes: int) -> bool:
+    """Whether learner ``algo``'s scan over ``dim`` features is compiled whole (hoisted).
+
+    ``small_loop_bytes`` must be the threshold in effect (:func:`small_loop_bytes_in_effect`).
+    Only on the CPU backend; Memory-Pair only up to :data:`FAST_SCAN_MAX_DIM` features.
+    """
+    import jax
+
+    if not small_loop_bytes or jax.default_backend() != "cpu":
+        return False
+    return algo != "memorypair" or dim <= FAST_SCAN_MAX_DIM
 
 
 #: ``seeds_per_batch = AUTO_WIDTH``: one seed at a time where the scan is compiled whole
-#: (:func:`fast_scan`), batches of :data:`AUTO_WIDE` where it runs kernel by kernel.
+#: (:func:`whole_scan`), batches of :data:`AUTO_WIDE` where it runs kernel by kernel (or on
+#: an accelerator, where a ``vmap`` is what uses the device).
 AUTO_WIDTH, AUTO_WIDE = -1, 16
 
 
-def batch_width(seeds_per_batch: int, dim: int, small_loop_bytes: int = SMALL_LOOP_BYTES) -> int:
-    """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved for ``dim`` features, else as given."""
+def batch_width(seeds_per_batch: int, whole: bool) -> int:
+    """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved (1 if ``whole`` else 16), else as given."""
     if seeds_per_batch == AUTO_WIDTH:
-        return 1 if fast_scan(dim, small_loop_bytes) else AUTO_WIDE
+        return 1 if whole else AUTO_WIDE
     if seeds_per_batch < 0:
         raise ValueError(f"seeds_per_batch must be >= 0 or {AUTO_WIDTH} (auto), got {seeds_per_batch}")
     return int(seeds_per_batch)
 
 
+def small_loop_bytes_in_effect() -> int:
+    """The small-loop threshold that ``XLA_FLAGS`` passes to XLA CPU (0: none, XLA's default)."""
+    import re
+
+    found = re.findall(rf"{_THRESHOLD_KEY}=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return int(found[-1]) if found else 0
+
+
 def configure_xla_cpu(small_loop_bytes: int = SMALL_LOOP_BYTES) -> str:
     """Adds XLA CPU's small-loop threshold to ``XLA_FLAGS`` before JAX starts its backends.
 
-    Returns what was done, for the metadata: ``"set"``, ``"kept"`` (``XLA_FLAGS`` already
-    passes ``xla_backend_extra_options``: the user's value stays), ``"off"``
-    (``small_loop_bytes = 0``) or ``"too late"`` (the backends were already running, as
-    in a test that calls an entry point's ``main``; the default threshold stays).
+    Returns what was done: ``"set"``; ``"kept"`` (``XLA_FLAGS`` already sets the threshold:
+    the user's value stays); ``"off"`` (``small_loop_bytes = 0``: nothing added); or
+    ``"too late"`` (the backends were already running, as in a test that calls an entry
+    point's ``main``: nothing added). Other ``xla_backend_extra_options`` keys are kept.
+    Callers read the threshold actually passed with :func:`small_loop_bytes_in_effect`.
     """
     if small_loop_bytes < 0:
         raise ValueError(f"small_loop_bytes must be >= 0 (0: XLA's default), got {small_loop_bytes}")
     if not small_loop_bytes:
         return "off"
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_extra_options" in flags:
+    if _THRESHOLD_KEY in flags:
         return "kept"
     try:  # no public API says whether the backends have started
         from jax._src import xla_bridge
@@ -413,9 +432,29 @@ def configure_xla_cpu(small_loop_bytes: int = SMALL_LOOP_BYTES) -> str:
         started = False
     if started:
         return "too late"
-    option = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={int(small_loop_bytes)}"
-    os.environ["XLA_FLAGS"] = f"{flags} {option}".strip()
+    entry = f"{_THRESHOLD_KEY}={int(small_loop_bytes)}"
+    parts = flags.split()
+    for i, part in enumerate(parts):
+        if part.startswith("--xla_backend_extra_options="):
+            parts[i] = f"{part},{entry}"
+            break
+    else:
+        parts.append(f"--xla_backend_extra_options={entry}")
+    os.environ["XLA_FLAGS"] = " ".join(parts)
     return "set"
+
+
+def setup_xla_cpu(small_loop_bytes: int) -> tuple[int, str]:
+    """:func:`configure_xla_cpu`, then ``(threshold in effect, status)``; warns when they differ."""
+    status = configure_xla_cpu(small_loop_bytes)
+    effective = small_loop_bytes_in_effect()
+    if effective != small_loop_bytes:
+        import warnings
+
+        warnings.warn(f"small_loop_bytes={small_loop_bytes} requested, {effective} in effect ({status}; "
+                      f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}): results and speed follow the "
+                      "threshold in effect, which the outputs record", RuntimeWarning, stacklevel=2)
+    return effective, status
 
 
 def compile_scan(fn, *args, fast: bool = True):
@@ -441,8 +480,8 @@ def compile_scan(fn, *args, fast: bool = True):
         return lowered.compile()
 
 
-__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "fast_scan", "AUTO_WIDTH", "AUTO_WIDE",
-            "batch_width", "configure_xla_cpu", "compile_scan"]
+__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE",
+            "batch_width", "small_loop_bytes_in_effect", "configure_xla_cpu", "setup_xla_cpu", "compile_scan"]
 
 
 # --------------------------------------------------------------------------- seeds over devices

@@ -179,7 +179,8 @@ def run_learner(cfg, data, sched, algo, num_seeds):
         def one(key, stream, table, targets):
             return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
-        width = common.batch_width(cfg.seeds_per_batch[algo], dim, cfg.small_loop_bytes)
+        whole = common.whole_scan(algo, dim, cfg.small_loop_bytes)
+        width = common.batch_width(cfg.seeds_per_batch[algo], whole)
         over_seeds = common.map_seeds(one, sched.mesh, width, num_shared=2, num_seeds=num_seeds)
 
         def program(keys, stream, table, targets):
@@ -187,7 +188,7 @@ def run_learner(cfg, data, sched, algo, num_seeds):
 
         args = (sched.keys, sched.stream, sched.table, sched.targets)
         with common.Stopwatch() as compile_time:
-            compiled = common.compile_scan(program, *args, fast=common.fast_scan(dim, cfg.small_loop_bytes))
+            compiled = common.compile_scan(program, *args, fast=whole)
         with common.Stopwatch() as run_time:
             with jax.transfer_guard("disallow"):
                 out = compiled(*args)
@@ -370,13 +371,17 @@ def plot_cell(path, title, steps, curves, dynamic=None):
 # --------------------------------------------------------------------------- main
 
 
-def _cell_config(cfg, dataset, stream_kind, algo, num_seeds):
+def _cell_config(cfg, dataset, stream_kind, algo, num_seeds, dim):
     d = cfg.to_dict()
     for f in _NON_RESULT_FIELDS:
         d.pop(f, None)
     d.update(dataset=dataset, stream=stream_kind, algo=algo, num_seeds_run=num_seeds)
     d["learners"] = {algo: d["learners"][algo]}
-    d["seeds_per_batch"] = {algo: d["seeds_per_batch"][algo]}  # rounding of this learner's batches only
+    # What sets this learner's rounding: its batch width as used, and whether its scan is compiled
+    # whole (with cfg.small_loop_bytes, the threshold in effect, which main() puts there).
+    whole = common.whole_scan(algo, dim, cfg.small_loop_bytes)
+    d["seeds_per_batch"] = {algo: common.batch_width(d["seeds_per_batch"][algo], whole)}
+    d["whole_scan"] = whole
     return d
 
 
@@ -399,7 +404,7 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
     for algo in algos:
         num_seeds = _seeds_for(cfg, algo, dim)
         name = f"{data.name}_{stream_kind}_{algo}"
-        cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds)
+        cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds, dim)
         chash = common.config_hash(cell_cfg)
         common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)  # refuse before any work
         cells.append((algo, num_seeds, name, cell_cfg, chash))
@@ -605,7 +610,6 @@ def banner(cfg, data, kinds, algos):
 def configure_devices(cfg):
     """Host devices and the compilation cache; must run before JAX first touches a device."""
     common.configure_cpu_devices(cfg.cpu_devices)
-    common.configure_xla_cpu(cfg.small_loop_bytes)
     if cfg.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -620,6 +624,8 @@ def main(argv):
     t0 = time.perf_counter()
     cfg = common.resolve_config(FLAGS.config, {n: getattr(FLAGS, n) for n in _NAMED}, get_config())
     _check_config(cfg)
+    # Before any JAX backend starts; the threshold in effect is what the outputs and hashes record.
+    cfg.small_loop_bytes, _ = common.setup_xla_cpu(cfg.small_loop_bytes)
     if cfg.distributed:
         jax.distributed.initialize()
     else:

@@ -6,6 +6,10 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Start the backends now: an entry point's main() called in a test then finds them running and
+# leaves XLA_FLAGS alone (experiments.common.configure_xla_cpu: "too late"), whatever the test
+# order, instead of compiling every later test of this worker with its settings.
+jax.devices()
 
 
 @pytest.fixture

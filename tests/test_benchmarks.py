@@ -24,7 +24,7 @@ def test_scaling_benchmark_smoke_fits_exponents(tmp_path):
     from benchmarks import scaling
 
     out = tmp_path / "scaling.json"
-    payload = scaling.main(["--smoke", "--learners", "sgd,rls", "--out", str(out)])
+    payload = scaling.main(["--smoke", "--small_loop_bytes=0", "--learners", "sgd,rls", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert set(saved["exponents"]) == {"sgd", "rls"}
     for name, fit in saved["exponents"].items():

@@ -22,7 +22,7 @@ def test_smoke_without_peers_skips_them_with_the_install_command(tmp_path, monke
     for module in ("vowpalwabbit", "river", "sklearn"):
         monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError: absent
     out = tmp_path / "peers.json"
-    peers.main(["--smoke", "--learners", "sgd,rls", "--out", str(out)])
+    peers.main(["--smoke", "--small_loop_bytes=0", "--learners", "sgd,rls", "--out", str(out)])
     saved = json.loads(out.read_text())
     skipped = saved["meta"]["skipped"]
     assert set(skipped) == set(peers.PEERS)
@@ -44,7 +44,7 @@ def test_smoke_without_peers_skips_them_with_the_install_command(tmp_path, monke
 def test_smoke_drives_vowpal_wabbit_when_installed(tmp_path):
     pytest.importorskip("vowpalwabbit", reason="optional peer (pip install -e '.[bench]'); CI has none")
     out = tmp_path / "peers.json"
-    peers.main(["--smoke", "--peers", "vw_cpp_csoaa,vw_python", "--learners", "sgd", "--seeds", "1",
+    peers.main(["--smoke", "--small_loop_bytes=0", "--peers", "vw_cpp_csoaa,vw_python", "--learners", "sgd", "--seeds", "1",
                 "--no_numpy", "--out", str(out)])
     rows = {r["model"]: r for r in json.loads(out.read_text())["results"]}
     assert set(rows) == {"vw_cpp_csoaa", "vw_python", "mpjax_sgd"}
@@ -60,6 +60,6 @@ def test_flags_are_validated():
     with pytest.raises(SystemExit):
         peers.parse_args(["--T", "0"])
     with pytest.raises(SystemExit, match="nothing to time"):
-        peers.main(["--smoke", "--peers", "none", "--learners", "none", "--no_numpy"])
+        peers.main(["--smoke", "--small_loop_bytes=0", "--peers", "none", "--learners", "none", "--no_numpy"])
     args = peers.parse_args(["--smoke", "--T", "777"])
     assert args.T == 777 and args.T_slow == 60 and args.rounds == 1  # explicit flags win over --smoke

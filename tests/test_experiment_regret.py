@@ -224,7 +224,10 @@ def test_sharded_seeds_are_bit_identical_to_one_device(tmp_path):
     b = _cli(*common_args, "--config.cpu_devices=3", f"--workdir={tmp_path / 'b'}")
     assert b.returncode == 0, b.stderr[-2000:]
     for algo in ("memorypair", "sgd", "adagrad", "ons", "rls"):
-        assert len(json.loads((tmp_path / "b" / f"covtype_adv_{algo}.json").read_text())["devices"]) == 3
+        meta = json.loads((tmp_path / "b" / f"covtype_adv_{algo}.json").read_text())
+        assert len(meta["devices"]) == 3
+        # The CLI compiles the scans whole (XLA_FLAGS set before JAX starts), and says so.
+        assert f"xla_cpu_small_while_loop_byte_threshold={common.SMALL_LOOP_BYTES}" in meta["xla_flags"], algo
         za, zb = np.load(tmp_path / "a" / f"covtype_adv_{algo}.npz"), np.load(tmp_path / "b" / f"covtype_adv_{algo}.npz")
         for field in ("cum_loss", "regret", "accuracy"):
             np.testing.assert_array_equal(za[field], zb[field], err_msg=f"{algo} {field}")
@@ -388,12 +391,3 @@ def test_seeds_per_batch_must_be_given_and_non_negative_for_every_learner():
     del cfg.seeds_per_batch["rls"]
     with pytest.raises(app.UsageError, match=r"config.seeds_per_batch.rls must be >= 0 .*got None"):
         exp._check_config(cfg)
-
-
-def test_auto_batch_width_is_one_where_the_scan_is_compiled_whole_else_sixteen():
-    assert common.batch_width(common.AUTO_WIDTH, 55) == 1
-    assert common.batch_width(common.AUTO_WIDTH, 197) == common.AUTO_WIDE == 16
-    assert common.batch_width(common.AUTO_WIDTH, 55, small_loop_bytes=0) == 16  # no whole-loop scans
-    assert common.batch_width(4, 197) == 4 and common.batch_width(0, 55) == 0
-    with pytest.raises(ValueError, match="seeds_per_batch must be >= 0 or -1"):
-        common.batch_width(-2, 55)

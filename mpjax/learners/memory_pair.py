@@ -221,8 +221,10 @@ def insert(hyper: _Hyper, state: MemoryPairState, x, y, tag, weight=1.0):
         memory, _ = lbfgs.push(memory, probe, probe_hv / block + lam * probe, probe_tag, eps=0.0)
         return memory, lbfgs.compact_inverse(memory)
 
-    # A real branch for one stream (the push and the compact form once per block); under a
-    # vmap over seeds it becomes a select, whose cost the batch shares.
+    # A real branch (the push and the compact form once per block). Under a vmap over seeds it
+    # stays one as long as the step counter is not batched: in a scan over seeds the counter
+    # is the same for every seed, so the experiments keep the branch (a vmap of this step with
+    # a batched counter would turn it into a select that runs on every step).
     memory, inverse = jax.lax.cond(end, push, lambda mem, inv: (mem, inv), state.memory, state.inverse)
     # Between blocks no pair is being measured: the tag of the next block's first sample comes with it.
     probe_tag = jnp.where(end, NO_BLOCK, probe_tag)
