@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--numpy_T", type=int, default=10_000, help="steps of the NumPy loop (default 10000)")
     p.add_argument("--n", type=int, default=20_000, help="rows in the shared data table (default 20000)")
     p.add_argument("--float64", action="store_true", help="run everything in float64 (jax.enable_x64)")
+    p.add_argument("--small_loop_bytes", type=int, default=None,
+                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
+                        "experiments.common.SMALL_LOOP_BYTES, as the regret experiment; 0: XLA's defaults)")
     p.add_argument("--out", default=DEFAULT_OUT, help="JSON result path (default benchmarks/out/throughput.json)")
     p.add_argument("--seed", type=int, default=0, help="integer seed of data and streams")
     p.add_argument("--d2_cap_dim", type=int, default=256, help="ons/rls above this d are capped (default 256)")
@@ -155,7 +158,8 @@ def _stream_fn(n: int, T: int):
 
 
 def time_jax(
-    name: str, d: int, seeds: int, T: int, table_np: np.ndarray, targets_np: np.ndarray, seed: int = 0, unroll: int = 1
+    name: str, d: int, seeds: int, T: int, table_np: np.ndarray, targets_np: np.ndarray, seed: int = 0, unroll: int = 1,
+    small_loop_bytes: int = 0,
 ):
     """Compiles and runs learner ``name`` over ``seeds`` vmapped streams of length T; returns timings."""
     import jax
@@ -182,9 +186,11 @@ def time_jax(
         final, trace = run_lib.run_seed(learner, d, key, table, targets, _Stream(idx, aux, direction), unroll=unroll)
         return final.w, trace
 
-    fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+    from experiments import common
+
+    whole = common.whole_scan(name, d, small_loop_bytes)
     t0 = time.perf_counter()
-    compiled = fn.lower(keys, idx, table, targets).compile()
+    compiled = common.compile_scan(jax.vmap(one, in_axes=(0, 0, None, None)), keys, idx, table, targets, fast=whole)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     w1, trace1 = jax.block_until_ready(compiled(keys, idx, table, targets))
@@ -296,7 +302,7 @@ def _bench(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, An
         name, d, seeds, T = cfg["learner"], cfg["d"], cfg["seeds"], cfg["T"]
         bar.set_postfix_str(f"{name} d={d} seeds={seeds} T={T}")
         table, targets = data[d]
-        res = time_jax(name, d, seeds, T, table, targets, args.seed)
+        res = time_jax(name, d, seeds, T, table, targets, args.seed, small_loop_bytes=args.small_loop_bytes)
         if (name, d) not in numpy_rates:
             nT = args.numpy_T
             if name in QUADRATIC and d > args.d2_cap_dim:
@@ -352,6 +358,13 @@ def _bench(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, An
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the benchmark; prints the table, writes the JSON and returns the payload."""
     args = parse_args(argv)
+    from experiments import common
+
+    if args.small_loop_bytes is None:
+        args.small_loop_bytes = common.SMALL_LOOP_BYTES
+    if args.small_loop_bytes < 0:
+        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
+    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # before JAX starts
     import jax
 
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from benchmarks import throughput
 
 def test_throughput_benchmark_runs_small_and_writes_json(tmp_path):
     out = tmp_path / "tp.json"
-    payload = throughput.main(["--T", "1500", "--numpy_T", "300", "--seeds", "1,2", "--dims", "55",
+    payload = throughput.main(["--small_loop_bytes=0", "--T", "1500", "--numpy_T", "300", "--seeds", "1,2", "--dims", "55",
                                "--learners", "memorypair,sgd", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["results"] and len(saved["results"]) == 4
