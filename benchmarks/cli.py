@@ -9,6 +9,33 @@ from collections.abc import Callable
 LEARNERS = ("memorypair", "sgd", "adagrad", "ons", "rls")  # == tuple(mpjax.learners.LEARNERS), tested
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
+def add_small_loop_bytes(p: argparse.ArgumentParser) -> None:
+    """``--small_loop_bytes``: the XLA CPU small-loop threshold, as the regret experiment sets it."""
+    from experiments.common import SMALL_LOOP_BYTES
+
+    p.add_argument("--small_loop_bytes", type=non_negative_int, default=SMALL_LOOP_BYTES,
+                   help="XLA CPU compiles a scan whole below this many bytes per step (default "
+                        f"{SMALL_LOOP_BYTES}, as the regret experiment; 0: XLA's defaults)")
+
+
+def setup_small_loops(args: argparse.Namespace) -> None:
+    """Sets ``--small_loop_bytes`` before JAX starts; ``args.small_loop_bytes`` becomes the threshold in effect."""
+    from experiments import common
+
+    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)
+
+
 def int_list(text: str) -> list[int]:
     """``"1,32,128"`` -> [1, 32, 128]: a non-empty comma list of positive ints."""
     try:

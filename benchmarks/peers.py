@@ -98,9 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="mpjax learners, comma list, all or none (default all)")
     p.add_argument("--no_numpy", action="store_true", help="skip the NumPy reference loops")
     p.add_argument("--seeds", type=cli.int_list, default=[1, 32, 128], help="mpjax seed counts (default 1,32,128)")
-    p.add_argument("--small_loop_bytes", type=int, default=None,
-                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
-                        "experiments.common.SMALL_LOOP_BYTES, as the experiments; 0: XLA's defaults)")
+    cli.add_small_loop_bytes(p)
     p.add_argument("--devices", type=int, default=0,
                    help="host devices the seeds are sharded over (0: one per core, as the experiments; 1: none)")
     p.add_argument("--T", type=int, default=100_000, help="stream length: VW C++ driver, mpjax (default 100000)")
@@ -386,8 +384,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             # As the experiments run them: on each device, batches of seeds_per_batch seeds.
-            whole = common.whole_scan(name, d, args.small_loop_bytes)
-            width = common.batch_width(PER_BATCH[name], whole)
+            whole, width = common.scan_plan(name, d, PER_BATCH[name], args.small_loop_bytes)
             over_seeds = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
             compile_s, compiled = _timed(lambda: common.compile_scan(
                 over_seeds, keys, stream, table_s, targets_s, fast=whole))
@@ -486,11 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from experiments import common
 
     common.configure_cpu_devices(args.devices)
-    if args.small_loop_bytes is None:
-        args.small_loop_bytes = common.SMALL_LOOP_BYTES
-    if args.small_loop_bytes < 0:
-        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
-    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # the threshold in effect
+    cli.setup_small_loops(args)  # before JAX starts; the threshold in effect from here on
 
     t_start = time.perf_counter()
     load_start = list(os.getloadavg())

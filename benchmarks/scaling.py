@@ -52,9 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim_T", type=int, default=5_000)
     p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--small_loop_bytes", type=int, default=None,
-                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
-                        "experiments.common.SMALL_LOOP_BYTES, as the experiments; 0: XLA's defaults)")
+    cli.add_small_loop_bytes(p)
     p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
@@ -96,8 +94,7 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    whole = common.whole_scan(name, d, small_loop_bytes)
-    width = common.batch_width(seeds_per_batch_defaults()[name], whole)
+    whole, width = common.scan_plan(name, d, seeds_per_batch_defaults()[name], small_loop_bytes)
     program = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
@@ -147,11 +144,7 @@ def main(argv=None) -> dict[str, Any]:
     from experiments import common
 
     common.configure_cpu_devices(args.devices)
-    if args.small_loop_bytes is None:
-        args.small_loop_bytes = common.SMALL_LOOP_BYTES
-    if args.small_loop_bytes < 0:
-        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
-    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # the threshold in effect
+    cli.setup_small_loops(args)  # before JAX starts; the threshold in effect from here on
     load_start = list(os.getloadavg())
     t_start = time.perf_counter()
     rows, fits = [], {}

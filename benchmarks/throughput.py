@@ -75,9 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--numpy_T", type=int, default=10_000, help="steps of the NumPy loop (default 10000)")
     p.add_argument("--n", type=int, default=20_000, help="rows in the shared data table (default 20000)")
     p.add_argument("--float64", action="store_true", help="run everything in float64 (jax.enable_x64)")
-    p.add_argument("--small_loop_bytes", type=int, default=None,
-                   help="XLA CPU compiles a scan whole below this many bytes per step (default: "
-                        "experiments.common.SMALL_LOOP_BYTES, as the regret experiment; 0: XLA's defaults)")
+    cli.add_small_loop_bytes(p)
     p.add_argument("--out", default=DEFAULT_OUT, help="JSON result path (default benchmarks/out/throughput.json)")
     p.add_argument("--seed", type=int, default=0, help="integer seed of data and streams")
     p.add_argument("--d2_cap_dim", type=int, default=256, help="ons/rls above this d are capped (default 256)")
@@ -358,13 +356,7 @@ def _bench(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, An
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the benchmark; prints the table, writes the JSON and returns the payload."""
     args = parse_args(argv)
-    from experiments import common
-
-    if args.small_loop_bytes is None:
-        args.small_loop_bytes = common.SMALL_LOOP_BYTES
-    if args.small_loop_bytes < 0:
-        raise SystemExit(f"--small_loop_bytes must be >= 0 (0: XLA's defaults), got {args.small_loop_bytes}")
-    args.small_loop_bytes, _ = common.setup_xla_cpu(args.small_loop_bytes)  # before JAX starts
+    cli.setup_small_loops(args)  # before JAX starts; the threshold in effect from here on
     import jax
 
     t0 = time.perf_counter()

@@ -400,6 +400,12 @@ def batch_width(seeds_per_batch: int, whole: bool) -> int:
     return int(seeds_per_batch)
 
 
+def scan_plan(algo: str, dim: int, seeds_per_batch: int, small_loop_bytes: int) -> tuple[bool, int]:
+    """``(whole, width)``: whether ``algo``'s scan is compiled whole (:func:`whole_scan`) and its batch width."""
+    whole = whole_scan(algo, dim, small_loop_bytes)
+    return whole, batch_width(seeds_per_batch, whole)
+
+
 def small_loop_bytes_in_effect() -> int:
     """The small-loop threshold that ``XLA_FLAGS`` passes to XLA CPU (0: none, XLA's default)."""
     import re
@@ -481,7 +487,7 @@ def compile_scan(fn, *args, fast: bool = True):
 
 
 __all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE",
-            "batch_width", "small_loop_bytes_in_effect", "configure_xla_cpu", "setup_xla_cpu", "compile_scan"]
+            "batch_width", "scan_plan", "small_loop_bytes_in_effect", "configure_xla_cpu", "setup_xla_cpu", "compile_scan"]
 
 
 # --------------------------------------------------------------------------- seeds over devices

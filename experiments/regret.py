@@ -159,13 +159,15 @@ class Schedules:
         self.seconds = sw.seconds
 
 
-def run_learner(cfg, data, sched, algo, num_seeds):
+def run_learner(cfg, data, sched, algo, num_seeds, plan):
     """Runs one learner over the first ``num_seeds`` seeds of the shared schedules.
 
     Learners named in ``cfg.float64_learners`` (or all, with ``--float64``) run with
-    float64 state (``jax.enable_x64``); the others in float32. Returns the traces
+    float64 state (``jax.enable_x64``); the others in float32. ``plan`` is
+    ``common.scan_plan``'s ``(whole, width)`` for this learner. Returns the traces
     (host arrays, seed axis first) and the compile and run seconds.
     """
+    whole, width = plan
     k = data.num_classes
     hyper = dict(cfg.learners[algo])
     if algo != "rls":
@@ -179,8 +181,6 @@ def run_learner(cfg, data, sched, algo, num_seeds):
         def one(key, stream, table, targets):
             return run_lib.run_seed(learner, dim, key, table, targets, stream, sched.transform, cfg.unroll)[1]
 
-        whole = common.whole_scan(algo, dim, cfg.small_loop_bytes)
-        width = common.batch_width(cfg.seeds_per_batch[algo], whole)
         over_seeds = common.map_seeds(one, sched.mesh, width, num_shared=2, num_seeds=num_seeds)
 
         def program(keys, stream, table, targets):
@@ -371,7 +371,7 @@ def plot_cell(path, title, steps, curves, dynamic=None):
 # --------------------------------------------------------------------------- main
 
 
-def _cell_config(cfg, dataset, stream_kind, algo, num_seeds, dim):
+def _cell_config(cfg, dataset, stream_kind, algo, num_seeds, plan):
     d = cfg.to_dict()
     for f in _NON_RESULT_FIELDS:
         d.pop(f, None)
@@ -379,9 +379,8 @@ def _cell_config(cfg, dataset, stream_kind, algo, num_seeds, dim):
     d["learners"] = {algo: d["learners"][algo]}
     # What sets this learner's rounding: its batch width as used, and whether its scan is compiled
     # whole (with cfg.small_loop_bytes, the threshold in effect, which main() puts there).
-    whole = common.whole_scan(algo, dim, cfg.small_loop_bytes)
-    d["seeds_per_batch"] = {algo: common.batch_width(d["seeds_per_batch"][algo], whole)}
-    d["whole_scan"] = whole
+    d["whole_scan"], width = plan
+    d["seeds_per_batch"] = {algo: width}
     return d
 
 
@@ -404,16 +403,17 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
     for algo in algos:
         num_seeds = _seeds_for(cfg, algo, dim)
         name = f"{data.name}_{stream_kind}_{algo}"
-        cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds, dim)
+        plan = common.scan_plan(algo, dim, cfg.seeds_per_batch[algo], cfg.small_loop_bytes)
+        cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds, plan)
         chash = common.config_hash(cell_cfg)
         common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)  # refuse before any work
-        cells.append((algo, num_seeds, name, cell_cfg, chash))
+        cells.append((algo, num_seeds, name, cell_cfg, chash, plan))
     sched = Schedules(cfg, data, stream_kind, _seed_count(cfg, algos, dim), mesh)
     timings["streams"] = timings.get("streams", 0.0) + sched.seconds
     comp_cache = {}
-    for algo, num_seeds, name, cell_cfg, chash in cells:
+    for algo, num_seeds, name, cell_cfg, chash, plan in cells:
         progress.set_postfix_str(f"{name} ({num_seeds} seeds)")
-        res = run_learner(cfg, data, sched, algo, num_seeds)
+        res = run_learner(cfg, data, sched, algo, num_seeds, plan)
         timings[f"compile_{algo}"] = res["compile_s"]
         timings[f"run_{algo}"] = res["run_s"]
         trace = res["trace"]
