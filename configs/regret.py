@@ -36,10 +36,14 @@ def learner_defaults() -> ConfigDict:
         {
             "memorypair": {
                 "memory_size": 10,
-                "learning_rate": 1.0,  # eta_t = 1 / sqrt(t), normalised by 1 + eta_t x.Hx; README "Tuning"
+                # eta_t = 0.7 / sqrt(t), normalised by 1 + eta_t x.Hx; and each curvature pair
+                # averages the Hessian of 100 samples. Chosen together (README "Tuning Memory-Pair"):
+                # blocks of 20 at eta_0 = 1 gave 4 % lower adversarial and 18 % lower iid Covertype
+                # regret, but metagradients that do not predict retrains (LDS 0.82 Covertype, 0.21 MNIST).
+                "learning_rate": 0.7,
                 "l2": 1e-4,
                 "clip_norm": 1.0,
-                "curvature_block": 20,  # each curvature pair averages the Hessian of 20 samples
+                "curvature_block": 100,
             },
             "sgd": {"learning_rate": 2.0, "l2": 1e-4, "clip_norm": 10.0},
             "adagrad": {"learning_rate": 0.1, "l2": 1e-4, "clip_norm": 10.0, "initial_accumulator": 0.1},
