@@ -4,7 +4,11 @@ XLA's host device count before JAX loads, so they cannot take the names from ``m
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
+import time
 from collections.abc import Callable
+from typing import Any
 
 LEARNERS = ("memorypair", "sgd", "adagrad", "ons", "rls")  # == tuple(mpjax.learners.LEARNERS), tested
 
@@ -66,3 +70,45 @@ def name_list(valid: tuple[str, ...], *, all_none: bool = False) -> Callable[[st
         return names
 
     return parse
+
+
+def add_sharded_run_flags(p: argparse.ArgumentParser, default_out: os.PathLike) -> None:
+    """``--small_loop_bytes``, ``--devices``, ``--out`` and ``--smoke``: the flags of a benchmark over sharded seeds."""
+    add_small_loop_bytes(p)
+    p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
+    p.add_argument("--out", default=str(default_out))
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+
+
+def start_sharded_run(args: argparse.Namespace) -> tuple[list[float], float]:
+    """Host devices for ``args.devices`` and the small-loop threshold, before JAX starts; returns
+    ``(load average at the start, perf_counter at the start)`` for :func:`run_meta`."""
+    from experiments import common
+
+    common.configure_cpu_devices(args.devices)
+    setup_small_loops(args)
+    return list(os.getloadavg()), time.perf_counter()
+
+
+def run_meta(load_start: list[float], t_start: float) -> dict[str, Any]:
+    """What every sharded benchmark records: machine, devices, load, wall time, commit, backend, XLA flags."""
+    import platform
+
+    import jax
+
+    from experiments import common
+
+    return {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "devices": jax.device_count(),
+            "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()), "wall_s": time.perf_counter() - t_start,
+            **{k: v for k, v in common.provenance_metadata().items()
+               if k in ("git_commit", "git_dirty", "backend", "xla_flags")}}
+
+
+def write_results(out: str | os.PathLike, payload: dict[str, Any], markdown: str) -> None:
+    """``out`` (JSON) and its ``.md`` sibling, each written atomically; the table is also printed."""
+    from experiments import common
+
+    out = pathlib.Path(out)
+    common.write_json(out, payload)
+    common.write_text(out.with_suffix(".md"), markdown)
+    print(markdown)

@@ -532,10 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     payload = {"meta": meta, "results": rows}
     out = pathlib.Path(args.out)
-    common.write_json(out, payload)
-    md = _markdown(rows, meta)
-    common.write_text(out.with_suffix(".md"), md)
-    print(md)
+    cli.write_results(out, payload, _markdown(rows, meta))
     bad = [r["model"] for r in rows if r.get("numpy_losses_agree") is False]
     if bad:
         print("WARNING: mpjax and NumPy losses disagree for: " + ", ".join(sorted(set(bad))))

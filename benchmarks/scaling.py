@@ -24,7 +24,6 @@ Results: ``benchmarks/out/scaling.json`` and ``.md`` (written atomically).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -52,10 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim_T", type=int, default=5_000)
     p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
     p.add_argument("--repeats", type=int, default=3)
-    cli.add_small_loop_bytes(p)
-    p.add_argument("--devices", type=int, default=0, help="host devices for the seeds (0: one per core)")
-    p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    cli.add_sharded_run_flags(p, DEFAULT_OUT)
     args = p.parse_args(argv)
     if args.smoke:
         args.Ts, args.seed_counts, args.dims = [200, 400], [1, 2], [8, 16]
@@ -72,8 +68,12 @@ def _data(n: int, d: int, seed: int = 0):
     return x.astype(np.float32), np.eye(K, dtype=np.float32)[labels], labels.astype(np.int32)
 
 
-def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_loop_bytes: int) -> dict[str, Any]:
-    """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
+def build(name: str, T: int, seeds: int, d: int, n: int, small_loop_bytes: int, width: int | None = None):
+    """One configuration compiled as the experiments run it: ``(compiled, args, info)``.
+
+    ``width``: seeds per ``vmap`` batch on each device (None: ``configs.regret``'s, resolved by
+    ``common.scan_plan``). ``info`` has ``compile_s``, ``seeds_per_batch``, ``whole_scan``, ``devices``.
+    """
     import jax
 
     from configs.regret import learner_defaults, seeds_per_batch_defaults
@@ -94,23 +94,33 @@ def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    whole, width = common.scan_plan(name, d, seeds_per_batch_defaults()[name], small_loop_bytes)
+    whole, auto = common.scan_plan(name, d, seeds_per_batch_defaults()[name], small_loop_bytes)
+    width = auto if width is None else width
     program = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
     compiled = common.compile_scan(program, keys, stream, table, targets, fast=whole)
-    compile_s = time.perf_counter() - t0
-    out = jax.block_until_ready(compiled(keys, stream, table, targets))
+    info = {"compile_s": time.perf_counter() - t0, "seeds_per_batch": width, "whole_scan": whole,
+            "devices": 1 if mesh is None else int(mesh.devices.size)}
+    return compiled, (keys, stream, table, targets), info
+
+
+def time_run(name: str, T: int, seeds: int, d: int, n: int, repeats: int, small_loop_bytes: int) -> dict[str, Any]:
+    """Compile and time one configuration: the median run seconds over ``repeats`` calls."""
+    import jax
+
+    compiled, args, info = build(name, T, seeds, d, n, small_loop_bytes)
+    out = jax.block_until_ready(compiled(*args))
     finite = bool(np.isfinite(np.asarray(out)).all())
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(keys, stream, table, targets))
+        jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
     run_s = float(np.median(times))
-    return {"learner": name, "T": T, "seeds": seeds, "d": d, "compile_s": compile_s, "run_s": run_s,
-            "aggregate_samples_per_s": seeds * T / run_s, "devices": 1 if mesh is None else int(mesh.devices.size),
-            "finite": finite, "seeds_per_batch": width, "whole_scan": whole}
+    return {"learner": name, "T": T, "seeds": seeds, "d": d, "compile_s": info["compile_s"], "run_s": run_s,
+            "aggregate_samples_per_s": seeds * T / run_s, "devices": info["devices"],
+            "finite": finite, "seeds_per_batch": info["seeds_per_batch"], "whole_scan": info["whole_scan"]}
 
 
 def exponent(values, seconds) -> float:
@@ -137,16 +147,7 @@ def _markdown(rows, fits, meta) -> str:
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
-    import platform
-
-    import jax
-
-    from experiments import common
-
-    common.configure_cpu_devices(args.devices)
-    cli.setup_small_loops(args)  # before JAX starts; the threshold in effect from here on
-    load_start = list(os.getloadavg())
-    t_start = time.perf_counter()
+    load_start, t_start = cli.start_sharded_run(args)  # before JAX starts: devices, small-loop threshold
     rows, fits = [], {}
     for name in args.learners:
         axes = {
@@ -165,17 +166,10 @@ def main(argv=None) -> dict[str, Any]:
                 print(f"{name:<10} {axis:<5} T={r['T']:<7} seeds={r['seeds']:<4} d={r['d']:<4} "
                       f"run {r['run_s']:.3f} s  compile {r['compile_s']:.2f} s", file=sys.stderr, flush=True)
             fits[name][axis] = exponent([g[axis] for g in got], [g["run_s"] for g in got])
-    meta = {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "devices": jax.device_count(),
-            "base_T": args.base_T, "base_seeds": args.base_seeds, "seed_counts": args.seed_counts,
-            "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()),
-            "wall_s": time.perf_counter() - t_start, "args": vars(args),
-            **{k: v for k, v in common.provenance_metadata().items() if k in ("git_commit", "git_dirty", "backend", "xla_flags")}}
+    meta = {"base_T": args.base_T, "base_seeds": args.base_seeds, "seed_counts": args.seed_counts, "args": vars(args),
+            **cli.run_meta(load_start, t_start)}
     payload = {"meta": meta, "exponents": fits, "results": rows}
-    out = pathlib.Path(args.out)
-    common.write_json(out, payload)
-    md = _markdown(rows, fits, meta)
-    common.write_text(out.with_suffix(".md"), md)
-    print(md)
+    cli.write_results(args.out, payload, _markdown(rows, fits, meta))
     return payload
 
 

@@ -385,16 +385,26 @@ def whole_scan(algo: str, dim: int, small_loop_bytes: int) -> bool:
     return algo != "memorypair" or dim <= FAST_SCAN_MAX_DIM
 
 
-#: ``seeds_per_batch = AUTO_WIDTH``: one seed at a time where the scan is compiled whole
-#: (:func:`whole_scan`), batches of :data:`AUTO_WIDE` where it runs kernel by kernel (or on
-#: an accelerator, where a ``vmap`` is what uses the device).
+#: ``seeds_per_batch = AUTO_WIDTH``: where the scan is compiled whole (:func:`whole_scan`),
+#: :data:`AUTO_WHOLE` seeds per batch for the learners listed there and one at a time for the
+#: others; batches of :data:`AUTO_WIDE` where it runs kernel by kernel (or on an accelerator,
+#: where a ``vmap`` is what uses the device).
 AUTO_WIDTH, AUTO_WIDE = -1, 16
+#: Pairs where a whole-compiled scan runs faster two seeds at a time than one (``python -m
+#: benchmarks.seed_gain --widths=auto,2``, d = 55, 32 / 128 seeds over 2 cores, 5 interleaved
+#: rounds: Memory-Pair +5 % / +7 %, SGD +18 % / +6 %; AdaGrad and ONS within 3 %, RLS 6-8 %
+#: slower). Widths 1 and 2 give bit-identical losses for every learner there (tested), so the
+#: width changes the speed only.
+AUTO_WHOLE = {"memorypair": 2, "sgd": 2}
 
 
-def batch_width(seeds_per_batch: int, whole: bool) -> int:
-    """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved (1 if ``whole`` else 16), else as given."""
+def batch_width(seeds_per_batch: int, whole: bool, algo: str = "") -> int:
+    """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved, else as given.
+
+    Auto: ``AUTO_WHOLE.get(algo, 1)`` if ``whole`` else :data:`AUTO_WIDE`.
+    """
     if seeds_per_batch == AUTO_WIDTH:
-        return 1 if whole else AUTO_WIDE
+        return AUTO_WHOLE.get(algo, 1) if whole else AUTO_WIDE
     if seeds_per_batch < 0:
         raise ValueError(f"seeds_per_batch must be >= 0 or {AUTO_WIDTH} (auto), got {seeds_per_batch}")
     return int(seeds_per_batch)
@@ -403,7 +413,7 @@ def batch_width(seeds_per_batch: int, whole: bool) -> int:
 def scan_plan(algo: str, dim: int, seeds_per_batch: int, small_loop_bytes: int) -> tuple[bool, int]:
     """``(whole, width)``: whether ``algo``'s scan is compiled whole (:func:`whole_scan`) and its batch width."""
     whole = whole_scan(algo, dim, small_loop_bytes)
-    return whole, batch_width(seeds_per_batch, whole)
+    return whole, batch_width(seeds_per_batch, whole, algo)
 
 
 def small_loop_bytes_in_effect() -> int:
@@ -486,7 +496,7 @@ def compile_scan(fn, *args, fast: bool = True):
         return lowered.compile()
 
 
-__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE",
+__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE", "AUTO_WHOLE",
             "batch_width", "scan_plan", "small_loop_bytes_in_effect", "configure_xla_cpu", "setup_xla_cpu", "compile_scan"]
 
 

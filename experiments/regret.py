@@ -92,8 +92,8 @@ def _check_config(cfg):
         spb = cfg.seeds_per_batch.get(algo)
         if spb is None or int(spb) < common.AUTO_WIDTH:
             raise app.UsageError(f"config.seeds_per_batch.{algo} must be >= 0 (0: all seeds of a device in one vmap, "
-                                 f"1: one at a time) or {common.AUTO_WIDTH} (auto: 1 where the scan is compiled "
-                                 f"whole, else {common.AUTO_WIDE}), got {spb}")
+                                 f"1: one at a time) or {common.AUTO_WIDTH} (auto: where the scan is compiled whole "
+                                 f"{common.AUTO_WHOLE.get(algo, 1)}, else {common.AUTO_WIDE}), got {spb}")
 
 
 # --------------------------------------------------------------------------- one cell

@@ -88,3 +88,30 @@ def test_flag_lists_are_validated_and_the_learner_names_are_mpjaxs():
     with pytest.raises(SystemExit):
         scaling.parse_args(["--learners", "sgd,foo"])
     assert scaling.parse_args(["--learners", "rls"]).learners == ["rls"]
+
+
+def test_seed_gain_compares_each_round_with_its_own_one_seed_run(tmp_path):
+    import numpy as np
+    import pytest
+
+    from benchmarks import seed_gain
+
+    out = tmp_path / "sg.json"
+    payload = seed_gain.main(["--smoke", "--small_loop_bytes=0", "--learners", "sgd", "--widths", "auto,1",
+                              "--out", str(out)])
+    saved = json.loads(out.read_text())
+    rows = saved["results"]
+    assert [(r["width"], r["seeds"]) for r in rows] == [("auto (2)", 2), ("1", 2)]  # kernel by kernel: auto = 16, min(16, 2)
+    assert saved["meta"]["T_one"] == 2 * saved["meta"]["T"]  # the one-seed run does the work of the 2-seed run
+    for r in rows:
+        one, agg = np.asarray(r["rounds"]["one_seed"]), np.asarray(r["rounds"]["aggregate"])
+        assert len(one) == len(agg) == saved["meta"]["rounds"] == 2 and (one > 0).all()
+        gains = agg / one  # per round: the same round's one-seed figure
+        assert r["gain_median"] == pytest.approx(float(np.median(gains)))
+        assert r["gain_min"] == pytest.approx(gains.min()) and r["gain_max"] == pytest.approx(gains.max())
+    assert "| sgd | auto (2) |" in out.with_suffix(".md").read_text()
+    assert payload["meta"]["widths"] == ["auto", 1]
+    for bad in (["--widths", "0"], ["--widths", "auto,auto"], ["--widths", "x"], ["--T", "0"], ["--T_one", "-1"]):
+        with pytest.raises(SystemExit):
+            seed_gain.parse_args(bad)
+    assert seed_gain.parse_args(["--T", "10", "--seed_counts", "4,8"]).T_one == 40

@@ -40,6 +40,9 @@ _CHILD = textwrap.dedent(
         stream = jax.vmap(lambda k: streams.make_stream("iid", run_lib.purpose_key(k, run_lib.TAG_STREAM),
                                                         jnp.asarray(labels), T, num_classes=K,
                                                         is_image=False, raw_dim=d))(keys)
+        def program_one(learner):
+            return lambda key, st: run_lib.run_seed(learner, d, key, jnp.asarray(x), jnp.asarray(y), st)[1].loss
+
         for name in ("memorypair", "sgd", "adagrad", "ons", "rls"):
             learner = learners.multi_output(learners.get(name), K)
             program = jax.vmap(lambda key, st: run_lib.run_seed(learner, d, key, jnp.asarray(x), jnp.asarray(y),
@@ -49,8 +52,10 @@ _CHILD = textwrap.dedent(
             text = compiled.as_text()
             entry = text[text.index("ENTRY"):]
             entry = entry[:entry.index("\\n}")]
+            singly = common.compile_scan(common.map_seeds(program_one(learner), None, 1), keys, stream, fast=whole)
             out["learners"][name] = {"whole": whole, "hoisted": "xla_cpu_small_call" in entry and " while(" not in entry,
-                                     "losses": np.asarray(compiled(keys, stream)).tolist()}
+                                     "losses": np.asarray(compiled(keys, stream)).tolist(),
+                                     "losses_singly": np.asarray(singly(keys, stream)).tolist()}
     print(json.dumps(out))
     """
 )
@@ -79,6 +84,10 @@ def test_every_learner_scan_is_compiled_whole_and_agrees_with_the_kernel_by_kern
         assert a.shape == b.shape == (2, 600) and np.isfinite(a).all(), name
         # Another code generator for the same float32 arithmetic: rounding differences only.
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
+        # Two seeds in one vmap (a batch of 2, common.AUTO_WHOLE's pairs) and one seed at a time
+        # (common.map_seeds with width 1): the same bits in a whole-compiled scan, so the width is
+        # a speed choice only; kernel by kernel, batches are allowed to round differently.
+        np.testing.assert_array_equal(a, np.asarray(w["losses_singly"]), err_msg=name)
 
 
 def test_a_user_threshold_is_kept_and_other_backend_options_are_merged():
@@ -116,8 +125,13 @@ def test_whole_scans_for_every_learner_but_memorypair_above_128_features():
     assert not common.whole_scan("sgd", 55, 0)
 
 
-def test_auto_batch_width_is_one_for_a_whole_scan_else_sixteen():
+def test_auto_batch_width_is_pairs_or_one_for_a_whole_scan_else_sixteen():
     assert common.batch_width(common.AUTO_WIDTH, True) == 1
+    assert common.batch_width(common.AUTO_WIDTH, True, "ons") == common.batch_width(common.AUTO_WIDTH, True, "rls") == 1
+    assert common.batch_width(common.AUTO_WIDTH, True, "memorypair") == common.batch_width(common.AUTO_WIDTH, True, "sgd") == 2
+    assert common.batch_width(common.AUTO_WIDTH, False, "memorypair") == common.AUTO_WIDE == 16
+    assert common.scan_plan("sgd", 55, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 2)
+    assert common.scan_plan("memorypair", 197, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (False, 16)
     assert common.batch_width(common.AUTO_WIDTH, False) == common.AUTO_WIDE == 16
     assert common.batch_width(4, False) == 4 and common.batch_width(0, True) == 0
     with pytest.raises(ValueError, match="seeds_per_batch must be >= 0 or -1"):
