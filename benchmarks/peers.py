@@ -38,8 +38,10 @@ Peers only learn; mpjax also emits each step's pre-update loss and correctness.
 
 Timing: every model is timed ``--rounds`` times, the rounds interleaved (each round runs
 every model once, starting one model later each round), so that load from other
-processes on a shared machine hits all models alike; the median is reported, the minimum
-and every round are in the JSON. samples/s = stream samples (all K outputs) per second;
+processes on a shared machine hits all models alike; each timed call follows an untimed
+call of the same model (``--no_warm_call``: not; timed cold, mpjax's one-seed SGD ran at
+2.4M instead of 3.1M samples/s, a call after another model's); the median is reported, the
+minimum and every round are in the JSON. samples/s = stream samples (all K outputs) per second;
 aggregate = seeds x samples/s. Ratios are aggregate / VW's C++ driver (csoaa) in the same
 run. Stream lengths: ``--T`` for the VW C++ driver and the mpjax runs (mpjax: at most
 ``--work`` sample-steps per configuration, never below ``--min_T``), ``--T_loop`` for
@@ -109,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min_T", type=int, default=2_000, help="the work cap never cuts mpjax's T below this")
     p.add_argument("--n", type=int, default=100_000, help="rows of simulated Covertype (default 100000)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (default 3)")
+    p.add_argument("--no_warm_call", dest="warm_call", action="store_false",
+                   help="time each call cold (default: an untimed call of the same model right before each timed one)")
     p.add_argument("--seed", type=int, default=0, help="integer seed of data and streams")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON path; the markdown table goes beside it (.md)")
     p.add_argument("--smoke", action="store_true",
@@ -510,6 +514,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _agreement(jobs, numpy_losses)
         for r in range(args.rounds):
             for job in jobs[r % len(jobs):] + jobs[:r % len(jobs)]:
+                if args.warm_call:
+                    job.call()
                 job.times.append(_timed(job.call)[0])
                 print(f"round {r + 1}/{args.rounds}  {job.name:<14} seeds={job.seeds:<4} T={job.T:<7} "
                       f"{job.times[-1]:.3f} s", file=sys.stderr, flush=True)

@@ -10,10 +10,10 @@ one host device per core (``--devices``) and vmapped in batches of ``seeds_per_b
 (``--widths``: ``auto`` is ``configs.regret``'s choice; integers are other widths, for comparison).
 
 The one-seed figure is measured on a stream as long as ``--T_one`` (default: ``--T`` x the first
-seed count, the same work as that run), so that the fixed cost of a call (a few hundred
-microseconds, 5-10 % of a 20,000-step one-seed SGD run) does not lower it. A one-seed call right
-after a many-seed call ran up to 2x slower here (the other device's threads were still winding
-down), so every timed call follows a 0.2 s pause and an untimed call of the same program.
+seed count, the same work as that run), so that the fixed cost of a call (5-10 % of a 20,000-step
+one-seed SGD run) does not lower it. Every timed call follows an untimed call of the same program:
+timed cold, a short one-seed call right after a many-seed call ran up to 2x slower here, and after
+an idle pause of 0.2 s SGD's 100,000-step call ran at 3.6M instead of 5.6M samples/s.
 
 Timing: ``--rounds`` interleaved rounds (each round times every configuration once, starting one
 configuration later each round), so that load from other processes hits all alike. The gain of a
@@ -38,7 +38,6 @@ from benchmarks import cli
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "seed_gain.json"
 NAMES = cli.LEARNERS
 DIM = 55
-PAUSE_S = 0.2
 
 
 def _widths(text: str) -> list[int | None]:
@@ -114,7 +113,6 @@ def measure(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for key, seeds, T, _ in order:
             compiled, call_args, _ = programs[key]
-            time.sleep(PAUSE_S)
             jax.block_until_ready(compiled(*call_args))  # untimed: the same program, warm
             t0 = time.perf_counter()
             jax.block_until_ready(compiled(*call_args))
@@ -163,7 +161,7 @@ def main(argv=None) -> dict[str, Any]:
             print(f"{name:<10} width {r['width']:<8} seeds {r['seeds']:<4} one {_rate(r['one_seed_samples_per_s'])}  "
                   f"aggregate {_rate(r['aggregate_samples_per_s'])}  gain {r['gain_median']:.2f}x "
                   f"({r['gain_min']:.2f}-{r['gain_max']:.2f})", file=sys.stderr, flush=True)
-    meta = {"T": args.T, "T_one": args.T_one, "rounds": args.rounds, "pause_s": PAUSE_S,
+    meta = {"T": args.T, "T_one": args.T_one, "rounds": args.rounds, "warm_call": True,
             "args": {k: v for k, v in vars(args).items() if k != "widths"},
             "widths": ["auto" if w is None else w for w in args.widths], **cli.run_meta(load_start, t_start)}
     payload = {"meta": meta, "results": rows}
