@@ -58,7 +58,7 @@ def seeds_per_batch_defaults() -> ConfigDict:
 
     -1 = auto (``experiments.common.batch_width``): where the learner's scan is compiled
     whole (``small_loop_bytes``, README "Where the time goes"), pairs for Memory-Pair and SGD
-    and one seed at a time for the others (``common.AUTO_WHOLE``); batches of 16 where it runs
+    up to 256 features and one seed at a time otherwise (``common.AUTO_WHOLE``); batches of 16 where it runs
     kernel by kernel or on an accelerator. A ``vmap`` over seeds pays off mainly while a step's
     cost is per-kernel dispatch; a whole-compiled scan runs one seed at a time about as fast
     as in a batch (simulated Covertype, d = 55, K = 7, 32 seeds over 2 cores, aggregate

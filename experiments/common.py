@@ -393,18 +393,23 @@ AUTO_WIDTH, AUTO_WIDE = -1, 16
 #: Pairs where a whole-compiled scan runs faster two seeds at a time than one (``python -m
 #: benchmarks.seed_gain --widths=auto,2``, d = 55, 32 / 128 seeds over 2 cores, 5 interleaved
 #: rounds: Memory-Pair +5 % / +7 %, SGD +18 % / +6 %; AdaGrad and ONS within 3 %, RLS 6-8 %
-#: slower). Widths 1 and 2 give bit-identical losses for every learner there (tested), so the
-#: width changes the speed only.
+#: slower), up to :data:`AUTO_WHOLE_MAX_DIM` features (SGD, 32 seeds: +41 % at d = 197, 12 %
+#: slower at 785). Widths 1 and 2 give bit-identical losses for every learner at d = 55 (tested;
+#: also measured at 197 and 785), so the width changes the speed only.
 AUTO_WHOLE = {"memorypair": 2, "sgd": 2}
+AUTO_WHOLE_MAX_DIM = 256
 
 
-def batch_width(seeds_per_batch: int, whole: bool, algo: str = "") -> int:
+def batch_width(seeds_per_batch: int, whole: bool, algo: str = "", dim: int = 0) -> int:
     """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved, else as given.
 
-    Auto: ``AUTO_WHOLE.get(algo, 1)`` if ``whole`` else :data:`AUTO_WIDE`.
+    Auto: where the scan is compiled whole (``whole``), ``AUTO_WHOLE.get(algo, 1)`` up to
+    :data:`AUTO_WHOLE_MAX_DIM` features and 1 above; else :data:`AUTO_WIDE`.
     """
     if seeds_per_batch == AUTO_WIDTH:
-        return AUTO_WHOLE.get(algo, 1) if whole else AUTO_WIDE
+        if not whole:
+            return AUTO_WIDE
+        return AUTO_WHOLE.get(algo, 1) if dim <= AUTO_WHOLE_MAX_DIM else 1
     if seeds_per_batch < 0:
         raise ValueError(f"seeds_per_batch must be >= 0 or {AUTO_WIDTH} (auto), got {seeds_per_batch}")
     return int(seeds_per_batch)
@@ -413,7 +418,7 @@ def batch_width(seeds_per_batch: int, whole: bool, algo: str = "") -> int:
 def scan_plan(algo: str, dim: int, seeds_per_batch: int, small_loop_bytes: int) -> tuple[bool, int]:
     """``(whole, width)``: whether ``algo``'s scan is compiled whole (:func:`whole_scan`) and its batch width."""
     whole = whole_scan(algo, dim, small_loop_bytes)
-    return whole, batch_width(seeds_per_batch, whole, algo)
+    return whole, batch_width(seeds_per_batch, whole, algo, dim)
 
 
 def small_loop_bytes_in_effect() -> int:
@@ -496,7 +501,7 @@ def compile_scan(fn, *args, fast: bool = True):
         return lowered.compile()
 
 
-__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE", "AUTO_WHOLE",
+__all__ += ["SMALL_LOOP_BYTES", "SCAN_COMPILER_OPTIONS", "FAST_SCAN_MAX_DIM", "whole_scan", "AUTO_WIDTH", "AUTO_WIDE", "AUTO_WHOLE", "AUTO_WHOLE_MAX_DIM",
             "batch_width", "scan_plan", "small_loop_bytes_in_effect", "configure_xla_cpu", "setup_xla_cpu", "compile_scan"]
 
 

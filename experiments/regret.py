@@ -93,7 +93,8 @@ def _check_config(cfg):
         if spb is None or int(spb) < common.AUTO_WIDTH:
             raise app.UsageError(f"config.seeds_per_batch.{algo} must be >= 0 (0: all seeds of a device in one vmap, "
                                  f"1: one at a time) or {common.AUTO_WIDTH} (auto: where the scan is compiled whole "
-                                 f"{common.AUTO_WHOLE.get(algo, 1)}, else {common.AUTO_WIDE}), got {spb}")
+                                 f"{common.AUTO_WHOLE.get(algo, 1)} up to {common.AUTO_WHOLE_MAX_DIM} features and 1 "
+                                 f"above, else {common.AUTO_WIDE}), got {spb}")
 
 
 # --------------------------------------------------------------------------- one cell

@@ -131,6 +131,8 @@ def test_auto_batch_width_is_pairs_or_one_for_a_whole_scan_else_sixteen():
     assert common.batch_width(common.AUTO_WIDTH, True, "memorypair") == common.batch_width(common.AUTO_WIDTH, True, "sgd") == 2
     assert common.batch_width(common.AUTO_WIDTH, False, "memorypair") == common.AUTO_WIDE == 16
     assert common.scan_plan("sgd", 55, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 2)
+    assert common.scan_plan("sgd", 197, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 2)
+    assert common.scan_plan("sgd", 785, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 1)  # pairs were slower
     assert common.scan_plan("memorypair", 197, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (False, 16)
     assert common.batch_width(common.AUTO_WIDTH, False) == common.AUTO_WIDE == 16
     assert common.batch_width(4, False) == 4 and common.batch_width(0, True) == 0
