@@ -392,7 +392,7 @@ def whole_scan(algo: str, dim: int, small_loop_bytes: int) -> bool:
 AUTO_WIDTH, AUTO_WIDE = -1, 16
 #: Pairs where a whole-compiled scan runs faster two seeds at a time than one (``python -m
 #: benchmarks.seed_gain --widths=auto,2``, d = 55, 32 / 128 seeds over 2 cores, 5 interleaved
-#: rounds: Memory-Pair +5 % / +7 %, SGD +18 % / +6 %; AdaGrad and ONS within 3 %, RLS 6-8 %
+#: rounds: Memory-Pair +5 % / +7 %, SGD +18 % / +6 %; AdaGrad and ONS within 4 %, RLS 6-9 %
 #: slower), up to :data:`AUTO_WHOLE_MAX_DIM` features (SGD, 32 seeds: +41 % at d = 197, 12 %
 #: slower at 785). Widths 1 and 2 give bit-identical losses for every learner at d = 55 (tested;
 #: also measured at 197 and 785), so the width changes the speed only.
