@@ -28,8 +28,8 @@ tool can only do something else (listed in the output's ``notes``):
 - mpjax: every learner, ``learners.multi_output(learners.get(name), 7)`` with its default
   hyper-parameters, one ``lax.scan`` per stream, seeds (1, 32, 128) sharded over one
   host device per core and run in batches of ``configs.regret.seeds_per_batch_defaults``
-  on each (auto: one seed at a time where the scan is compiled whole, as every scan here
-  is at d = 55; ``--small_loop_bytes``), each seed its own ``iid`` order (seed 0's is the
+  on each (auto: where the scan is compiled whole, as every scan here is at d = 55, pairs
+  for Memory-Pair and SGD and one seed at a time for the others; ``--small_loop_bytes``), each seed its own ``iid`` order (seed 0's is the
   peers' stream). Compiled ahead of time and
   called once untimed; the streams are built before (``stream_s``). Seed 0's first
   losses are checked against the NumPy loops (``numpy_losses_agree``).
@@ -388,7 +388,8 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
                 return run_lib.run_seed(learner, d, key, table, targets, stream)[1]
 
             # As the experiments run them: on each device, batches of seeds_per_batch seeds.
-            whole, width = common.scan_plan(name, d, PER_BATCH[name], args.small_loop_bytes)
+            whole, width = common.scan_plan(name, d, PER_BATCH[name], args.small_loop_bytes,
+                                            common.local_seed_count(seeds, mesh))
             over_seeds = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
             compile_s, compiled = _timed(lambda: common.compile_scan(
                 over_seeds, keys, stream, table_s, targets_s, fast=whole))
@@ -400,7 +401,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
             jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
                             run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
-                                                    "seeds_per_batch": width, "whole_scan": whole,
+                                                    "seeds_per_batch": min(width, seeds) if width else seeds, "whole_scan": whole,
                                                     "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 

@@ -16,8 +16,8 @@ with the seeds sharded over one host device per core, as the experiments run the
 (``--devices``). Each point is the median of ``--repeats`` calls after one untimed
 call (compilation excluded, reported apart). The exponent of each axis is the
 least-squares slope of log(run seconds) on log(axis value): 1 is linear; below 1
-for seeds means seeds are cheaper together than alone (today: the second core, since the
-scans are compiled whole and run one seed at a time on each core).
+for seeds means seeds are cheaper together than alone (today mostly the second core, since the
+scans are compiled whole and run in pairs or one seed at a time on each core).
 Results: ``benchmarks/out/scaling.json`` and ``.md`` (written atomically).
 """
 
@@ -94,14 +94,17 @@ def build(name: str, T: int, seeds: int, d: int, n: int, small_loop_bytes: int, 
     def one(key, st, table, targets):
         return run_lib.run_seed(learner, d, key, table, targets, st)[1].loss
 
-    whole, auto = common.scan_plan(name, d, seeds_per_batch_defaults()[name], small_loop_bytes)
+    whole, auto = common.scan_plan(name, d, seeds_per_batch_defaults()[name], small_loop_bytes,
+                                   common.local_seed_count(seeds, mesh))
     width = auto if width is None else width
     program = common.map_seeds(one, mesh, width, num_shared=2, num_seeds=seeds)
 
     t0 = time.perf_counter()
     compiled = common.compile_scan(program, keys, stream, table, targets, fast=whole)
-    info = {"compile_s": time.perf_counter() - t0, "seeds_per_batch": width, "whole_scan": whole,
-            "devices": 1 if mesh is None else int(mesh.devices.size)}
+    devices = 1 if mesh is None else int(mesh.devices.size)
+    # The width in effect: map_seeds never batches more seeds than the run has (0: a device's all).
+    info = {"compile_s": time.perf_counter() - t0, "seeds_per_batch": min(width, seeds) if width else seeds // devices,
+            "whole_scan": whole, "devices": devices}
     return compiled, (keys, stream, table, targets), info
 
 

@@ -1,13 +1,15 @@
 """What running many seeds together gains over one seed: aggregate samples/s at S seeds over one seed's.
 
     python -m benchmarks.seed_gain                    # about 3 minutes on 2 CPU cores
-    python -m benchmarks.seed_gain --widths=auto,1,2  # also other seed-batch widths
+    python -m benchmarks.seed_gain --widths=1,2       # seed-batch widths against each other
+    python -m benchmarks.seed_gain --learners=sgd --dim=197 --widths=1,2 --seed_counts=32
     python -m benchmarks.seed_gain --smoke            # seconds (CI)
 
-Every learner (K = 7 one-hot outputs, the regret experiment's settings, d = 55, iid streams over
+Every learner (K = 7 one-hot outputs, the regret experiment's settings, ``--dim`` features, iid streams over
 ``benchmarks.scaling``'s simulated rows) is compiled as the experiments run it: seeds sharded over
 one host device per core (``--devices``) and vmapped in batches of ``seeds_per_batch`` on each
-(``--widths``: ``auto`` is ``configs.regret``'s choice; integers are other widths, for comparison).
+(``--widths``: ``auto`` is ``configs.regret``'s choice; integers are other widths, for comparison;
+a width that resolves to one already timed is timed once).
 
 The one-seed figure is measured on a stream as long as ``--T_one`` (default: ``--T`` x the first
 seed count, the same work as that run), so that the fixed cost of a call (5-10 % of a 20,000-step
@@ -37,7 +39,7 @@ from benchmarks import cli
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out" / "seed_gain.json"
 NAMES = cli.LEARNERS
-DIM = 55
+DIM = 55  # the default --dim
 
 
 def _widths(text: str) -> list[int | None]:
@@ -69,12 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--T_one", type=int, default=0, help="stream length of the one-seed run (0: T x first seed count)")
     p.add_argument("--widths", type=_widths, default=[None], help="seed-batch widths: 'auto' (configured) and/or ints")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--dim", type=int, default=DIM, help=f"features, with the bias (default {DIM})")
     p.add_argument("--n", type=int, default=20_000, help="rows of the data table")
     cli.add_sharded_run_flags(p, DEFAULT_OUT)
     args = p.parse_args(argv)
     if args.smoke:
         args.seed_counts, args.T, args.T_one, args.rounds, args.n = [2], 300, 0, 2, 500
-    for name in ("T", "rounds", "n"):
+    for name in ("T", "rounds", "n", "dim"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.T_one < 0:
@@ -83,9 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _label(width: int | None, resolved: int, seeds: int) -> str:
-    """The width as asked, with the one in effect for ``auto`` (a batch is never wider than the seeds)."""
-    return f"auto ({min(resolved, seeds) if resolved else seeds})" if width is None else str(width)
+def _label(width: int | None, in_effect: int) -> str:
+    """The width as asked, with the one in effect for ``auto`` or where it differs."""
+    return f"auto ({in_effect})" if width is None else (str(width) if width == in_effect else f"{width} ({in_effect})")
 
 
 def measure(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -95,13 +98,19 @@ def measure(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     from benchmarks import scaling
 
     configs = [("one", 1, args.T_one, 1)]  # (key, seeds, T, width)
-    programs = {"one": scaling.build(name, args.T_one, 1, DIM, args.n, args.small_loop_bytes, width=1)}
-    labels = {}
+    programs = {"one": scaling.build(name, args.T_one, 1, args.dim, args.n, args.small_loop_bytes, width=1)}
+    labels, timed = {}, set()
     for width in args.widths:
         for seeds in args.seed_counts:
             key = f"w{width}-s{seeds}"
-            programs[key] = scaling.build(name, args.T, seeds, DIM, args.n, args.small_loop_bytes, width=width)
-            labels[key] = _label(width, programs[key][2]["seeds_per_batch"], seeds)
+            built = scaling.build(name, args.T, seeds, args.dim, args.n, args.small_loop_bytes, width=width)
+            in_effect = built[2]["seeds_per_batch"]
+            if (seeds, in_effect) in timed:  # e.g. auto and its own width: the same program
+                print(f"{name}: width {_label(width, in_effect)} at {seeds} seeds is timed already", file=sys.stderr)
+                continue
+            timed.add((seeds, in_effect))
+            programs[key] = built
+            labels[key] = _label(width, in_effect)
             configs.append((key, seeds, args.T, width))
     for compiled, call_args, _ in programs.values():
         out = np.asarray(jax.block_until_ready(compiled(*call_args)))
@@ -138,7 +147,7 @@ def _rate(v: float) -> str:
 
 
 def _markdown(rows, meta) -> str:
-    lines = [f"Gain from seeds (K = 7, d = {DIM}, iid; {meta['machine']}, seeds over {meta['devices']} host "
+    lines = [f"Gain from seeds (K = 7, d = {meta['dim']}, iid; {meta['machine']}, seeds over {meta['devices']} host "
              f"device(s); {meta['rounds']} interleaved rounds; load average {meta['loadavg_start'][0]:.1f} -> "
              f"{meta['loadavg_end'][0]:.1f}). One seed: T = {meta['T_one']:,}; many: T = {meta['T']:,} per seed.", "",
              "| learner | seeds per batch | one seed, samples/s | seeds | aggregate samples/s | gain (median, range) |",
@@ -161,7 +170,7 @@ def main(argv=None) -> dict[str, Any]:
             print(f"{name:<10} width {r['width']:<8} seeds {r['seeds']:<4} one {_rate(r['one_seed_samples_per_s'])}  "
                   f"aggregate {_rate(r['aggregate_samples_per_s'])}  gain {r['gain_median']:.2f}x "
                   f"({r['gain_min']:.2f}-{r['gain_max']:.2f})", file=sys.stderr, flush=True)
-    meta = {"T": args.T, "T_one": args.T_one, "rounds": args.rounds, "warm_call": True,
+    meta = {"T": args.T, "T_one": args.T_one, "dim": args.dim, "rounds": args.rounds, "warm_call": True,
             "args": {k: v for k, v in vars(args).items() if k != "widths"},
             "widths": ["auto" if w is None else w for w in args.widths], **cli.run_meta(load_start, t_start)}
     payload = {"meta": meta, "results": rows}

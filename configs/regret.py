@@ -58,19 +58,20 @@ def seeds_per_batch_defaults() -> ConfigDict:
 
     -1 = auto (``experiments.common.batch_width``): where the learner's scan is compiled
     whole (``small_loop_bytes``, README "Where the time goes"), pairs for Memory-Pair and SGD
-    up to 256 features and one seed at a time otherwise (``common.AUTO_WHOLE``); batches of 16 where it runs
-    kernel by kernel or on an accelerator. A ``vmap`` over seeds pays off mainly while a step's
-    cost is per-kernel dispatch; a whole-compiled scan runs one seed at a time about as fast
-    as in a batch (simulated Covertype, d = 55, K = 7, 32 seeds over 2 cores, aggregate
-    samples/s at widths 1 / 4 / 16: Memory-Pair 1.43M / 1.25M / 1.26M, SGD 7.8M / 10.7M /
-    9.0M, AdaGrad 4.18M / 4.27M / 3.73M, RLS 3.70M / 3.12M / 2.82M; at width 2 Memory-Pair
-    and SGD gain 5-18 %, ``python -m benchmarks.seed_gain --widths=auto,2``). Widths 1 and 2
-    give bit-identical losses there, so each seed's result is also bit-identical to a
-    one-seed run (tested). Memory-Pair's scan is not compiled whole above ``FAST_SCAN_MAX_DIM``
-    features, where a batch pays again (d = 197, 32 seeds: 349k samples/s at width 16
-    against 211k at 1). The width depends on the configuration, the learner and the data's
-    dimension, never on the device count, so a sharded run is bit-identical to one device on
-    any number of cores.
+    up to 256 features on an even seed count per device (``common.AUTO_WHOLE``), else one
+    seed at a time; batches of 16 where it runs kernel by kernel or on an accelerator. A
+    ``vmap`` over seeds pays off mainly while a step's cost is per-kernel dispatch; in a
+    whole-compiled scan a batch shares only the loop's overhead (simulated Covertype, d = 55,
+    K = 7, 32 seeds over 2 cores, aggregate samples/s at widths 1 / 4 / 16: Memory-Pair 1.43M
+    / 1.25M / 1.26M, AdaGrad 4.18M / 4.27M / 3.73M, RLS 3.70M / 3.12M / 2.82M; at width 2
+    Memory-Pair +8 % and SGD +6-12 % over width 1, SGD at 4 +6-8 %, ``python -m
+    benchmarks.seed_gain --widths=1,2,4``). Widths 1 and 2 give bit-identical losses there
+    (tested), so each seed's result is also bit-identical to a one-seed run, and the pairs may
+    depend on the device count. Memory-Pair's scan is not compiled whole above
+    ``FAST_SCAN_MAX_DIM`` features, where a batch pays again (d = 197, 32 seeds: 349k
+    samples/s at width 16 against 211k at 1); there, and for explicit widths, the width
+    depends on the configuration, the learner and the data's dimension, never on the device
+    count, so a sharded run is bit-identical to one device on any number of cores.
     """
     return ConfigDict({name: -1 for name in ("memorypair", "sgd", "adagrad", "ons", "rls")})
 

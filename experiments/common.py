@@ -391,34 +391,43 @@ def whole_scan(algo: str, dim: int, small_loop_bytes: int) -> bool:
 #: where a ``vmap`` is what uses the device).
 AUTO_WIDTH, AUTO_WIDE = -1, 16
 #: Pairs where a whole-compiled scan runs faster two seeds at a time than one (``python -m
-#: benchmarks.seed_gain --widths=auto,2``, d = 55, 32 / 128 seeds over 2 cores, 5 interleaved
-#: rounds: Memory-Pair +5 % / +7 %, SGD +18 % / +6 %; AdaGrad and ONS within 4 %, RLS 6-9 %
-#: slower), up to :data:`AUTO_WHOLE_MAX_DIM` features (SGD, 32 seeds: +41 % at d = 197, 12 %
-#: slower at 785). Widths 1 and 2 give bit-identical losses for every learner at d = 55 (tested;
-#: also measured at 197 and 785), so the width changes the speed only.
+#: benchmarks.seed_gain --widths=1,2``, d = 55, 32 / 128 seeds over 2 cores, 5 interleaved
+#: rounds, medians of the per-round ratios: Memory-Pair +8 % / +8 %, SGD +9 % / +6 %, AdaGrad
+#: +3 % / +3 %, ONS -2 % / -1 %, RLS -10 % / -8 %; SGD in fours was slower than in pairs), up to
+#: :data:`AUTO_WHOLE_MAX_DIM` features (SGD, 32 seeds: faster in pairs at d = 197, slower at
+#: 785, README "Where the time goes"). Only where each device runs an even number of seeds:
+#: an odd one would be padded with a copy (one seed per device: twice the work). Widths 1 and
+#: 2 give bit-identical losses in a whole-compiled scan (tested), so the width changes the
+#: speed only, and may depend on the device count.
 AUTO_WHOLE = {"memorypair": 2, "sgd": 2}
 AUTO_WHOLE_MAX_DIM = 256
 
 
-def batch_width(seeds_per_batch: int, whole: bool, algo: str = "", dim: int = 0) -> int:
+def batch_width(seeds_per_batch: int, whole: bool, algo: str = "", dim: int = 0, local_seeds: int = 0) -> int:
     """The ``seeds_per_batch`` to use: ``AUTO_WIDTH`` (-1) resolved, else as given.
 
     Auto: where the scan is compiled whole (``whole``), ``AUTO_WHOLE.get(algo, 1)`` up to
-    :data:`AUTO_WHOLE_MAX_DIM` features and 1 above; else :data:`AUTO_WIDE`.
+    :data:`AUTO_WHOLE_MAX_DIM` features if it divides ``local_seeds`` (the seeds of one
+    device, :func:`local_seed_count`; 0: unknown, taken as divisible), else 1; where it is
+    not, :data:`AUTO_WIDE`.
     """
     if seeds_per_batch == AUTO_WIDTH:
         if not whole:
             return AUTO_WIDE
-        return AUTO_WHOLE.get(algo, 1) if dim <= AUTO_WHOLE_MAX_DIM else 1
+        width = AUTO_WHOLE.get(algo, 1) if dim <= AUTO_WHOLE_MAX_DIM else 1
+        return width if local_seeds % width == 0 else 1
     if seeds_per_batch < 0:
         raise ValueError(f"seeds_per_batch must be >= 0 or {AUTO_WIDTH} (auto), got {seeds_per_batch}")
     return int(seeds_per_batch)
 
 
-def scan_plan(algo: str, dim: int, seeds_per_batch: int, small_loop_bytes: int) -> tuple[bool, int]:
-    """``(whole, width)``: whether ``algo``'s scan is compiled whole (:func:`whole_scan`) and its batch width."""
+def scan_plan(algo: str, dim: int, seeds_per_batch: int, small_loop_bytes: int, local_seeds: int = 0) -> tuple[bool, int]:
+    """``(whole, width)``: whether ``algo``'s scan is compiled whole (:func:`whole_scan`) and its batch width.
+
+    ``local_seeds``: the seeds each device runs (:func:`local_seed_count`), for the auto width.
+    """
     whole = whole_scan(algo, dim, small_loop_bytes)
-    return whole, batch_width(seeds_per_batch, whole, algo, dim)
+    return whole, batch_width(seeds_per_batch, whole, algo, dim, local_seeds)
 
 
 def small_loop_bytes_in_effect() -> int:
@@ -547,6 +556,11 @@ def padded_seeds(num_seeds: int, mesh) -> int:
     return -(-num_seeds // n) * n
 
 
+def local_seed_count(num_seeds: int, mesh) -> int:
+    """Seeds per device: :func:`padded_seeds` over the devices of ``mesh`` (all of them on one device)."""
+    return padded_seeds(num_seeds, mesh) // (1 if mesh is None else int(mesh.devices.size))
+
+
 def put_seeds(mesh, value, sharded: bool):
     """Device placement: the seed axis (axis 0) split over ``mesh``, or replicated; default device without one."""
     import jax
@@ -582,7 +596,9 @@ def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0, num_seeds
     device's seed count is not a multiple of ``w`` (e.g. 32 seeds of width 16 on 3 devices:
     11 per device, padded to 16). With ``seeds_per_batch = 1`` each seed's result is also
     bit-identical to a one-seed run. With 0 the width is the local count, which differs
-    between device counts: no bit-identity guarantee.
+    between device counts: no bit-identity guarantee. (The auto pairs of :func:`batch_width`
+    do follow the device count, 2 or 1, which is safe only because widths 1 and 2 give the
+    same bits in a whole-compiled scan, tested in ``tests/test_xla_cpu.py``.)
     """
     import jax
     import jax.numpy as jnp
@@ -612,4 +628,4 @@ def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0, num_seeds
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seeds"), check_vma=False)
 
 
-__all__ += ["configure_cpu_devices", "seed_mesh", "padded_seeds", "put_seeds", "map_seeds"]
+__all__ += ["configure_cpu_devices", "seed_mesh", "padded_seeds", "local_seed_count", "put_seeds", "map_seeds"]

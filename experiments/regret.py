@@ -92,9 +92,7 @@ def _check_config(cfg):
         spb = cfg.seeds_per_batch.get(algo)
         if spb is None or int(spb) < common.AUTO_WIDTH:
             raise app.UsageError(f"config.seeds_per_batch.{algo} must be >= 0 (0: all seeds of a device in one vmap, "
-                                 f"1: one at a time) or {common.AUTO_WIDTH} (auto: where the scan is compiled whole "
-                                 f"{common.AUTO_WHOLE.get(algo, 1)} up to {common.AUTO_WHOLE_MAX_DIM} features and 1 "
-                                 f"above, else {common.AUTO_WIDE}), got {spb}")
+                                 f"1: one at a time) or {common.AUTO_WIDTH} (auto: {_auto_words(algo)}), got {spb}")
 
 
 # --------------------------------------------------------------------------- one cell
@@ -111,6 +109,13 @@ def _load(cfg, dataset):
         grayscale=bool(cfg.cifar_grayscale) if dataset == "cifar10" else False,
         max_rows=cfg.max_rows,
     )
+
+
+def _auto_words(algo):
+    pairs = common.AUTO_WHOLE.get(algo, 1)
+    whole = (f"batches of {pairs} where the scan is compiled whole, up to {common.AUTO_WHOLE_MAX_DIM} features and on "
+             "an even seed count per device, else 1" if pairs > 1 else "1 where the scan is compiled whole")
+    return f"{whole}; {common.AUTO_WIDE} where it is not"
 
 
 def _seeds_for(cfg, algo, dim):
@@ -404,7 +409,8 @@ def run_cell(cfg, data, stream_kind, algos, workdir, progress, timings=None):
     for algo in algos:
         num_seeds = _seeds_for(cfg, algo, dim)
         name = f"{data.name}_{stream_kind}_{algo}"
-        plan = common.scan_plan(algo, dim, cfg.seeds_per_batch[algo], cfg.small_loop_bytes)
+        plan = common.scan_plan(algo, dim, cfg.seeds_per_batch[algo], cfg.small_loop_bytes,
+                                common.local_seed_count(num_seeds, mesh))
         cell_cfg = _cell_config(cfg, data.name, stream_kind, algo, num_seeds, plan)
         chash = common.config_hash(cell_cfg)
         common.guard_existing(workdir / f"{name}.json", chash, cfg.overwrite)  # refuse before any work

@@ -97,11 +97,12 @@ def test_seed_gain_compares_each_round_with_its_own_one_seed_run(tmp_path):
     from benchmarks import seed_gain
 
     out = tmp_path / "sg.json"
-    payload = seed_gain.main(["--smoke", "--small_loop_bytes=0", "--learners", "sgd", "--widths", "auto,1",
+    payload = seed_gain.main(["--smoke", "--small_loop_bytes=0", "--learners", "sgd", "--widths", "auto,1,2",
                               "--out", str(out)])
     saved = json.loads(out.read_text())
     rows = saved["results"]
-    assert [(r["width"], r["seeds"]) for r in rows] == [("auto (2)", 2), ("1", 2)]  # kernel by kernel: auto = 16, min(16, 2)
+    # Kernel by kernel (threshold 0): auto = 16, in effect min(16, 2) = 2, so width 2 is the same program: timed once.
+    assert [(r["width"], r["seeds"], r["seeds_per_batch"]) for r in rows] == [("auto (2)", 2, 2), ("1", 2, 1)]
     assert saved["meta"]["T_one"] == 2 * saved["meta"]["T"]  # the one-seed run does the work of the 2-seed run
     for r in rows:
         one, agg = np.asarray(r["rounds"]["one_seed"]), np.asarray(r["rounds"]["aggregate"])
@@ -110,8 +111,9 @@ def test_seed_gain_compares_each_round_with_its_own_one_seed_run(tmp_path):
         assert r["gain_median"] == pytest.approx(float(np.median(gains)))
         assert r["gain_min"] == pytest.approx(gains.min()) and r["gain_max"] == pytest.approx(gains.max())
     assert "| sgd | auto (2) |" in out.with_suffix(".md").read_text()
-    assert payload["meta"]["widths"] == ["auto", 1]
-    for bad in (["--widths", "0"], ["--widths", "auto,auto"], ["--widths", "x"], ["--T", "0"], ["--T_one", "-1"]):
+    assert payload["meta"]["widths"] == ["auto", 1, 2] and payload["meta"]["dim"] == 55
+    for bad in (["--widths", "0"], ["--widths", "auto,auto"], ["--widths", "x"], ["--T", "0"], ["--T_one", "-1"],
+                ["--dim", "0"]):
         with pytest.raises(SystemExit):
             seed_gain.parse_args(bad)
     assert seed_gain.parse_args(["--T", "10", "--seed_counts", "4,8"]).T_one == 40

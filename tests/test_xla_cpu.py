@@ -40,8 +40,21 @@ _CHILD = textwrap.dedent(
         stream = jax.vmap(lambda k: streams.make_stream("iid", run_lib.purpose_key(k, run_lib.TAG_STREAM),
                                                         jnp.asarray(labels), T, num_classes=K,
                                                         is_image=False, raw_dim=d))(keys)
-        def program_one(learner):
-            return lambda key, st: run_lib.run_seed(learner, d, key, jnp.asarray(x), jnp.asarray(y), st)[1].loss
+        def shared_seed(learner, dim):
+            return lambda key, st, xs, ys: run_lib.run_seed(learner, dim, key, xs, ys, st)[1].loss
+
+        def widths(name, dim, x, y, labels):
+            # Four seeds, as the experiments batch them: in pairs and one at a time (map_seeds, data shared).
+            learner = learners.multi_output(learners.get(name), K)
+            keys4 = run_lib.seed_keys(1, 4)
+            st4 = jax.vmap(lambda k: streams.make_stream("iid", run_lib.purpose_key(k, run_lib.TAG_STREAM),
+                                                         jnp.asarray(labels), T, num_classes=K, is_image=False,
+                                                         raw_dim=dim))(keys4)
+            got = {}
+            for width in (1, 2):
+                fn = common.map_seeds(shared_seed(learner, dim), None, width, num_shared=2)
+                got[width] = np.asarray(common.compile_scan(fn, keys4, st4, x, y, fast=True)(keys4, st4, x, y)).tolist()
+            return got
 
         for name in ("memorypair", "sgd", "adagrad", "ons", "rls"):
             learner = learners.multi_output(learners.get(name), K)
@@ -52,10 +65,14 @@ _CHILD = textwrap.dedent(
             text = compiled.as_text()
             entry = text[text.index("ENTRY"):]
             entry = entry[:entry.index("\\n}")]
-            singly = common.compile_scan(common.map_seeds(program_one(learner), None, 1), keys, stream, fast=whole)
             out["learners"][name] = {"whole": whole, "hoisted": "xla_cpu_small_call" in entry and " while(" not in entry,
-                                     "losses": np.asarray(compiled(keys, stream)).tolist(),
-                                     "losses_singly": np.asarray(singly(keys, stream)).tolist()}
+                                     "losses": np.asarray(compiled(keys, stream)).tolist()}
+            if whole:
+                out["learners"][name]["widths"] = widths(name, d, jnp.asarray(x), jnp.asarray(y), labels)
+        if effective:  # SGD's pairs also run at d = 197 (the MNIST cells)
+            d2 = 197
+            x2 = (rng.normal(size=(n, d2)) / np.sqrt(d2)).astype(np.float32)
+            out["sgd_197_widths"] = widths("sgd", d2, jnp.asarray(x2), jnp.asarray(y), labels)
     print(json.dumps(out))
     """
 )
@@ -84,10 +101,15 @@ def test_every_learner_scan_is_compiled_whole_and_agrees_with_the_kernel_by_kern
         assert a.shape == b.shape == (2, 600) and np.isfinite(a).all(), name
         # Another code generator for the same float32 arithmetic: rounding differences only.
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
-        # Two seeds in one vmap (a batch of 2, common.AUTO_WHOLE's pairs) and one seed at a time
-        # (common.map_seeds with width 1): the same bits in a whole-compiled scan, so the width is
-        # a speed choice only; kernel by kernel, batches are allowed to round differently.
-        np.testing.assert_array_equal(a, np.asarray(w["losses_singly"]), err_msg=name)
+        # Four seeds in pairs (common.AUTO_WHOLE) and one at a time, batched as the experiments batch
+        # them (common.map_seeds, the data shared): the same bits in a whole-compiled scan, so the
+        # width is a speed choice there; kernel by kernel, batches may round differently.
+        pairs, singly = np.asarray(w["widths"]["2"]), np.asarray(w["widths"]["1"])
+        assert pairs.shape == (4, 600) and np.isfinite(pairs).all(), name
+        np.testing.assert_array_equal(pairs, singly, err_msg=name)
+    pairs, singly = np.asarray(whole["sgd_197_widths"]["2"]), np.asarray(whole["sgd_197_widths"]["1"])
+    assert pairs.shape == (4, 600)
+    np.testing.assert_array_equal(pairs, singly, err_msg="sgd at d = 197")
 
 
 def test_a_user_threshold_is_kept_and_other_backend_options_are_merged():
@@ -117,7 +139,15 @@ def test_too_late_and_bad_values_in_process():
         common.configure_xla_cpu(-1)
 
 
+def _cpu_only():
+    import jax
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("scans are compiled whole on the CPU backend only")
+
+
 def test_whole_scans_for_every_learner_but_memorypair_above_128_features():
+    _cpu_only()
     assert all(common.whole_scan(a, 55, common.SMALL_LOOP_BYTES) for a in ("memorypair", "sgd", "adagrad", "ons", "rls"))
     assert common.whole_scan("memorypair", common.FAST_SCAN_MAX_DIM, common.SMALL_LOOP_BYTES)
     assert not common.whole_scan("memorypair", 197, common.SMALL_LOOP_BYTES)  # slower there (README)
@@ -126,6 +156,7 @@ def test_whole_scans_for_every_learner_but_memorypair_above_128_features():
 
 
 def test_auto_batch_width_is_pairs_or_one_for_a_whole_scan_else_sixteen():
+    _cpu_only()
     assert common.batch_width(common.AUTO_WIDTH, True) == 1
     assert common.batch_width(common.AUTO_WIDTH, True, "ons") == common.batch_width(common.AUTO_WIDTH, True, "rls") == 1
     assert common.batch_width(common.AUTO_WIDTH, True, "memorypair") == common.batch_width(common.AUTO_WIDTH, True, "sgd") == 2
@@ -133,6 +164,11 @@ def test_auto_batch_width_is_pairs_or_one_for_a_whole_scan_else_sixteen():
     assert common.scan_plan("sgd", 55, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 2)
     assert common.scan_plan("sgd", 197, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 2)
     assert common.scan_plan("sgd", 785, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (True, 1)  # pairs were slower
+    # Pairs only on an even seed count per device: an odd one would be padded with a copy.
+    for local, width in ((16, 2), (2, 2), (1, 1), (3, 1), (0, 2)):  # 0: unknown
+        assert common.scan_plan("memorypair", 55, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES, local) == (True, width)
+    assert common.batch_width(4, True, "sgd", 55, 3) == 4  # an explicit width is kept
+    assert common.local_seed_count(7, None) == 7
     assert common.scan_plan("memorypair", 197, common.AUTO_WIDTH, common.SMALL_LOOP_BYTES) == (False, 16)
     assert common.batch_width(common.AUTO_WIDTH, False) == common.AUTO_WIDE == 16
     assert common.batch_width(4, False) == 4 and common.batch_width(0, True) == 0
