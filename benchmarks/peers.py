@@ -401,7 +401,7 @@ def _mpjax_jobs(args, data, order, build) -> list[Job]:
             where = f", sharded over {mesh.devices.size} devices" if mesh is not None else ""
             jobs.append(Job(f"mpjax_{name}", "mpjax", f"mpjax {name}, lax.scan, vmap over {seeds} seed(s){where}", T,
                             run, seeds=seeds, info={"compile_s": compile_s, "stream_s": stream_s,
-                                                    "seeds_per_batch": min(width, seeds) if width else seeds, "whole_scan": whole,
+                                                    "seeds_per_batch": common.width_in_effect(width, seeds, mesh), "whole_scan": whole,
                                                     "devices": 1 if mesh is None else int(mesh.devices.size)}))
     return jobs
 
@@ -487,11 +487,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from experiments import common
 
-    common.configure_cpu_devices(args.devices)
-    cli.setup_small_loops(args)  # before JAX starts; the threshold in effect from here on
-
-    t_start = time.perf_counter()
-    load_start = list(os.getloadavg())
+    load_start, t_start = cli.start_sharded_run(args)  # before JAX starts: devices, small-loop threshold
     data, order, build = _stream(args)
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="mpjax-peers-") as tmp:

@@ -101,10 +101,8 @@ def build(name: str, T: int, seeds: int, d: int, n: int, small_loop_bytes: int, 
 
     t0 = time.perf_counter()
     compiled = common.compile_scan(program, keys, stream, table, targets, fast=whole)
-    devices = 1 if mesh is None else int(mesh.devices.size)
-    # The width in effect: map_seeds never batches more seeds than the run has (0: a device's all).
-    info = {"compile_s": time.perf_counter() - t0, "seeds_per_batch": min(width, seeds) if width else seeds // devices,
-            "whole_scan": whole, "devices": devices}
+    info = {"compile_s": time.perf_counter() - t0, "seeds_per_batch": common.width_in_effect(width, seeds, mesh),
+            "whole_scan": whole, "devices": 1 if mesh is None else int(mesh.devices.size)}
     return compiled, (keys, stream, table, targets), info
 
 

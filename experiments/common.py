@@ -561,6 +561,11 @@ def local_seed_count(num_seeds: int, mesh) -> int:
     return padded_seeds(num_seeds, mesh) // (1 if mesh is None else int(mesh.devices.size))
 
 
+def width_in_effect(seeds_per_batch: int, num_seeds: int, mesh) -> int:
+    """The batch width :func:`map_seeds` runs: never more than the run's seeds; 0: each device's all."""
+    return min(seeds_per_batch, num_seeds) if seeds_per_batch else local_seed_count(num_seeds, mesh)
+
+
 def put_seeds(mesh, value, sharded: bool):
     """Device placement: the seed axis (axis 0) split over ``mesh``, or replicated; default device without one."""
     import jax
@@ -612,7 +617,7 @@ def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0, num_seeds
         n = keys.shape[0]
         if not seeds_per_batch:
             return jax.vmap(one)(keys, stream)
-        width = min(seeds_per_batch, num_seeds or n * devices)
+        width = width_in_effect(seeds_per_batch, num_seeds or n * devices, mesh)
         pad = -n % width
         grow = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])  # noqa: E731
         out = jax.lax.map(lambda ks: one(*ks), jax.tree.map(grow, (keys, stream)), batch_size=width)
@@ -628,4 +633,4 @@ def map_seeds(fn, mesh, seeds_per_batch: int = 0, num_shared: int = 0, num_seeds
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("seeds"), check_vma=False)
 
 
-__all__ += ["configure_cpu_devices", "seed_mesh", "padded_seeds", "local_seed_count", "put_seeds", "map_seeds"]
+__all__ += ["configure_cpu_devices", "seed_mesh", "padded_seeds", "local_seed_count", "width_in_effect", "put_seeds", "map_seeds"]
