@@ -19,9 +19,11 @@ an idle pause of 0.2 s SGD's 100,000-step call ran at 3.6M instead of 5.6M sampl
 
 Timing: ``--rounds`` interleaved rounds (each round times every configuration once, starting one
 configuration later each round), so that load from other processes hits all alike. The gain of a
-round is its S-seed aggregate over its own one-seed figure; reported: the median over rounds and
-the range. With C cores and no sharing between seeds the gain is at most C (one seed runs on one
-core); above C, a batch makes each core faster per seed. Results: ``benchmarks/out/seed_gain.json``
+round is its S-seed aggregate over its own one-seed figure; reported: the median over rounds, the
+range, and the median over the number of host devices ("per device": 1.0 is each core running seeds
+as fast as the one-seed run). With C cores and no sharing between seeds the gain is at most C (one
+seed runs on one core); above C, a batch makes each core faster per seed. ``--devices=1`` measures
+what batching alone gives on one core. Results: ``benchmarks/out/seed_gain.json``
 and ``.md`` (written atomically).
 """
 
@@ -138,6 +140,7 @@ def measure(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                      "devices": info["devices"], "whole_scan": info["whole_scan"],
                      "one_seed_samples_per_s": float(np.median(one)), "aggregate_samples_per_s": float(np.median(agg)),
                      "gain_median": float(np.median(gain)), "gain_min": float(gain.min()), "gain_max": float(gain.max()),
+                     "gain_per_device_median": float(np.median(gain)) / info["devices"],
                      "rounds": {"one_seed": rates["one"], "aggregate": rates[key]}})
     return rows
 
@@ -150,12 +153,12 @@ def _markdown(rows, meta) -> str:
     lines = [f"Gain from seeds (K = 7, d = {meta['dim']}, iid; {meta['machine']}, seeds over {meta['devices']} host "
              f"device(s); {meta['rounds']} interleaved rounds; load average {meta['loadavg_start'][0]:.1f} -> "
              f"{meta['loadavg_end'][0]:.1f}). One seed: T = {meta['T_one']:,}; many: T = {meta['T']:,} per seed.", "",
-             "| learner | seeds per batch | one seed, samples/s | seeds | aggregate samples/s | gain (median, range) |",
-             "|---|---|---|---|---|---|"]
+             "| learner | seeds per batch | one seed, samples/s | seeds | aggregate samples/s | gain (median, range) | per device |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['learner']} | {r['width']} | {_rate(r['one_seed_samples_per_s'])} | {r['seeds']} | "
                      f"{_rate(r['aggregate_samples_per_s'])} | {r['gain_median']:.2f}x ({r['gain_min']:.2f}-"
-                     f"{r['gain_max']:.2f}) |")
+                     f"{r['gain_max']:.2f}) | {r['gain_per_device_median']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +172,7 @@ def main(argv=None) -> dict[str, Any]:
         for r in got:
             print(f"{name:<10} width {r['width']:<8} seeds {r['seeds']:<4} one {_rate(r['one_seed_samples_per_s'])}  "
                   f"aggregate {_rate(r['aggregate_samples_per_s'])}  gain {r['gain_median']:.2f}x "
-                  f"({r['gain_min']:.2f}-{r['gain_max']:.2f})", file=sys.stderr, flush=True)
+                  f"({r['gain_min']:.2f}-{r['gain_max']:.2f}), {r['gain_per_device_median']:.2f}x per device", file=sys.stderr, flush=True)
     meta = {"T": args.T, "T_one": args.T_one, "dim": args.dim, "rounds": args.rounds, "warm_call": True,
             "args": {k: v for k, v in vars(args).items() if k != "widths"},
             "widths": ["auto" if w is None else w for w in args.widths], **cli.run_meta(load_start, t_start)}

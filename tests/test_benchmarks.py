@@ -110,6 +110,7 @@ def test_seed_gain_compares_each_round_with_its_own_one_seed_run(tmp_path):
         gains = agg / one  # per round: the same round's one-seed figure
         assert r["gain_median"] == pytest.approx(float(np.median(gains)))
         assert r["gain_min"] == pytest.approx(gains.min()) and r["gain_max"] == pytest.approx(gains.max())
+        assert r["devices"] >= 1 and r["gain_per_device_median"] == pytest.approx(float(np.median(gains)) / r["devices"])
     assert "| sgd | auto (2) |" in out.with_suffix(".md").read_text()
     assert payload["meta"]["widths"] == ["auto", 1, 2] and payload["meta"]["dim"] == 55
     for bad in (["--widths", "0"], ["--widths", "auto,auto"], ["--widths", "x"], ["--T", "0"], ["--T_one", "-1"],
